@@ -1,0 +1,270 @@
+"""Typed run configuration: one YAML per run, validated before any work starts.
+
+Every section is a dataclass; `load_config` walks the YAML against the type hints and
+fails with the key's dotted path and what was expected (unknown keys get a
+did-you-mean). Later notebooks add sections by adding a dataclass field here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A run config that cannot be used; the message names the key and the fix."""
+
+
+class ExistingFile(str):
+    """A path in the config that must point at an existing file (resolved against the YAML's folder)."""
+
+
+@dataclass
+class ViewSpec:
+    """One named camera: azimuth 0 looks at the object's front (from -Y), elevation 90 straight down."""
+
+    name: str
+    azimuth_deg: float
+    elevation_deg: float
+    distance: float
+
+
+def _default_ood_views() -> list[ViewSpec]:
+    return [
+        ViewSpec("below_front", 0.0, -50.0, 1.5),
+        ViewSpec("below_back", 180.0, -50.0, 1.5),
+        ViewSpec("top_down", 0.0, 90.0, 1.5),
+        ViewSpec("close_front", 30.0, 20.0, 0.8),
+        ViewSpec("far_side", 120.0, 20.0, 4.0),
+        ViewSpec("level_back", 200.0, 0.0, 1.5),
+    ]
+
+
+@dataclass
+class ProceduralConfig:
+    categories: list[str] = field(default_factory=list)  # empty = every registered category
+    objects_per_category: int = 56
+
+
+@dataclass
+class ObjaverseConfig:
+    # The seed code keeps every object whose annotation `categories` contain food-drink.
+    annotation_categories: list[str] = field(default_factory=lambda: ["food-drink"])
+    lvis_categories: list[str] = field(default_factory=list)
+    uids_file: Optional[ExistingFile] = None  # one uid per line: render exactly these
+    max_objects: Optional[int] = None
+    download_processes: int = 8
+
+
+@dataclass
+class SplitConfig:
+    pretrain: float = 0.5
+    train: float = 0.25
+    val: float = 0.05
+    test: float = 0.2
+
+
+@dataclass
+class DatasetConfig:
+    source: Literal["procedural", "objaverse"] = "procedural"
+    procedural: ProceduralConfig = field(default_factory=ProceduralConfig)
+    objaverse: ObjaverseConfig = field(default_factory=ObjaverseConfig)
+    splits: SplitConfig = field(default_factory=SplitConfig)
+
+
+@dataclass
+class RenderConfig:
+    engine: Literal["workbench", "cycles"] = "workbench"
+    resolution: int = 64
+    azimuths: int = 12
+    # The seed renders polar angles 20/50/80 deg, i.e. elevations 70/40/10 deg.
+    elevations_deg: list[float] = field(default_factory=lambda: [70.0, 40.0, 10.0])
+    distance: float = 1.5
+    fov_deg: float = 50.0
+    ood_views: list[ViewSpec] = field(default_factory=_default_ood_views)
+    cycles_samples: int = 16
+    background: Literal["white", "random"] = "white"
+    light_jitter: float = 0.0  # 0 = fixed lighting; 1 = strong random light direction/strength
+    workers: int = 2
+    objects_per_worker: int = 200  # restart a worker after this many objects (bpy leaks)
+    max_attempts: int = 2  # an object whose worker dies this often is recorded as failed
+
+
+@dataclass
+class PipelineConfig:
+    notebook_timeout_s: int = 3600
+
+
+@dataclass
+class RunConfig:
+    run_name: str
+    seed: int = 0
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    source_path: Optional[str] = field(default=None, metadata={"internal": True})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the validated values (what `config.yaml` of a run holds)."""
+        data = dataclasses.asdict(self)
+        data.pop("source_path")
+        return data
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if tp is ExistingFile:
+        return "a path to an existing file"
+    if dataclasses.is_dataclass(tp):
+        return f"a mapping with keys {', '.join(f.name for f in _public_fields(tp))}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def _public_fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+
+
+def _fail(path: str, message: str) -> typing.NoReturn:
+    raise ConfigError(f"{path or '<top level>'}: {message}")
+
+
+def _convert(value: Any, tp: Any, path: str, base_dir: Path) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        non_null = [a for a in args if a is not type(None)]
+        return _convert(value, non_null[0], path, base_dir)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            _fail(path, f"expected {_type_name(tp)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            _fail(path, f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+        (item_tp,) = typing.get_args(tp)
+        return [_convert(v, item_tp, f"{path}[{i}]", base_dir) for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path, base_dir)
+    if tp is ExistingFile:
+        if not isinstance(value, str):
+            _fail(path, f"expected a file path, got {value!r}")
+        resolved = (base_dir / value).resolve()
+        if not resolved.is_file():
+            _fail(path, f"file {value!r} does not exist (looked at {resolved}); fix the path or remove the key")
+        return str(resolved)
+    if tp is bool:
+        if not isinstance(value, bool):
+            _fail(path, f"expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(path, f"expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            _fail(path, f"expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            _fail(path, f"expected a string, got {type(value).__name__} {value!r}")
+        return value
+    raise TypeError(f"config type {tp!r} at {path} is not supported by the validator")
+
+
+def _build(cls: type, data: Any, path: str, base_dir: Path) -> Any:
+    if not isinstance(data, dict):
+        _fail(path, f"expected {_type_name(cls)}, got {type(data).__name__} {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in _public_fields(cls)}
+    for key in data:
+        if key not in fields:
+            near = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            _fail(f"{path}.{key}".lstrip("."), f"unknown key{hint}; expected one of {', '.join(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        key_path = f"{path}.{name}".lstrip(".")
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], key_path, base_dir)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            _fail(key_path, f"missing required key; expected {_type_name(hints[name])}")
+    return cls(**kwargs)
+
+
+def _check_semantics(cfg: RunConfig) -> None:
+    r = cfg.render
+    positive = {"render.resolution": r.resolution, "render.azimuths": r.azimuths, "render.workers": r.workers,
+                "render.distance": r.distance, "render.cycles_samples": r.cycles_samples,
+                "render.max_attempts": r.max_attempts, "render.objects_per_worker": r.objects_per_worker,
+                "dataset.procedural.objects_per_category": cfg.dataset.procedural.objects_per_category}
+    for key, value in positive.items():
+        if value <= 0:
+            _fail(key, f"expected a positive value, got {value}")
+    if not 1.0 <= r.fov_deg < 179.0:
+        _fail("render.fov_deg", f"expected a field of view in degrees between 1 and 179, got {r.fov_deg}")
+    if not r.elevations_deg:
+        _fail("render.elevations_deg", "expected at least one elevation")
+    for i, el in enumerate(r.elevations_deg):
+        if not -90.0 <= el <= 90.0:
+            _fail(f"render.elevations_deg[{i}]", f"expected degrees in [-90, 90], got {el}")
+    for i, v in enumerate(r.ood_views):
+        if not -90.0 <= v.elevation_deg <= 90.0:
+            _fail(f"render.ood_views[{i}].elevation_deg", f"expected degrees in [-90, 90], got {v.elevation_deg}")
+        if v.distance <= 0:
+            _fail(f"render.ood_views[{i}].distance", f"expected a positive distance, got {v.distance}")
+    names = [v.name for v in r.ood_views]
+    if len(set(names)) != len(names):
+        _fail("render.ood_views", f"view names must be unique, got {names}")
+    splits = dataclasses.asdict(cfg.dataset.splits)
+    if any(v < 0 for v in splits.values()) or abs(sum(splits.values()) - 1.0) > 1e-6:
+        _fail("dataset.splits", f"expected non-negative fractions summing to 1, got {splits}")
+    from .objects import CATEGORIES  # local import: objects imports nothing from here
+
+    for i, name in enumerate(cfg.dataset.procedural.categories):
+        if name not in CATEGORIES:
+            _fail(f"dataset.procedural.categories[{i}]", f"unknown category {name!r}; expected one of {', '.join(CATEGORIES)}")
+    if not cfg.run_name or "/" in cfg.run_name or cfg.run_name.startswith("."):
+        _fail("run_name", f"expected a plain folder name, got {cfg.run_name!r}")
+
+
+def config_from_dict(data: Any, base_dir: Path | str = ".", source_path: str | None = None) -> RunConfig:
+    """Validate a parsed YAML mapping; raises `ConfigError` naming the bad key."""
+    cfg = _build(RunConfig, data, "", Path(base_dir))
+    cfg.source_path = source_path
+    _check_semantics(cfg)
+    return cfg
+
+
+def load_config(path: Path | str) -> RunConfig:
+    """Read and validate a run YAML. Errors start with the file name and the key's dotted path."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass one of params/*.yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return config_from_dict(data, base_dir=path.parent, source_path=str(path.resolve()))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def dump_config(cfg: RunConfig, path: Path | str) -> None:
+    """Write the validated config (defaults filled in) as YAML."""
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

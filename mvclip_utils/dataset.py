@@ -1,0 +1,157 @@
+"""The multi-view dataset: manifest tables, splits, building (rendering) and loading.
+
+`build_dataset` is what notebook 01 calls (and `python -m mvclip_utils.dataset`): it
+writes `views.parquet` and `objects.parquet`, renders what is not rendered yet, and
+records each object's final status. Splits are by object, seeded, stratified by
+category: `pretrain` (only for pretraining the tiny backbone), `train`, `val`, `test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .cameras import views_table
+from .config import RunConfig, SplitConfig, dump_config, load_config
+from .objects import make_objects
+from .render import MAX_LABELS, RenderJob, RenderSummary, render_jobs
+from .runs import RunLayout, atomic_write_parquet
+
+SPLITS = ("pretrain", "train", "val", "test")
+
+
+def assign_splits(categories: pd.Series, fractions: SplitConfig, seed: int) -> np.ndarray:
+    """Split label per object: within every category a seeded shuffle cut by the fractions.
+
+    Counts per category use largest remainders, so they sum to the category size and
+    every split with a non-zero fraction gets its share of every category.
+    """
+    frac = np.array([getattr(fractions, s) for s in SPLITS])
+    out = np.empty(len(categories), dtype=object)
+    for k, (category, idx) in enumerate(sorted(categories.groupby(categories).indices.items())):
+        exact = frac * len(idx)
+        counts = np.floor(exact).astype(int)
+        counts[np.argsort(-(exact - counts), kind="stable")[: len(idx) - counts.sum()]] += 1
+        rng = np.random.default_rng([seed, k, len(idx)])
+        shuffled = np.asarray(idx)[rng.permutation(len(idx))]
+        out[shuffled] = np.repeat(SPLITS, counts)
+    return out
+
+
+def _procedural_manifest(cfg: RunConfig) -> tuple[pd.DataFrame, list[RenderJob]]:
+    specs = make_objects(cfg.dataset.procedural.categories, cfg.dataset.procedural.objects_per_category, cfg.seed)
+    objects = pd.DataFrame({
+        "object_id": [s.object_id for s in specs],
+        "source": "procedural",
+        "category": [s.category for s in specs],
+        "caption": [s.caption for s in specs],
+        "part_names": [list(s.part_names) for s in specs],
+        "attributes": [json.dumps(s.attributes, sort_keys=True) for s in specs],
+        "asset_path": "",
+        "status": "pending",
+        "reason": "",
+    })
+    jobs = [RenderJob(s.object_id, spec_json=s.to_json(), n_labels=len(s.part_names)) for s in specs]
+    return objects, jobs
+
+
+def _objaverse_manifest(cfg: RunConfig) -> tuple[pd.DataFrame, list[RenderJob]]:
+    from .objaverse_source import select_objects
+
+    objects = select_objects(cfg.dataset.objaverse, cfg.seed)
+    objects["part_names"] = [["object"]] * len(objects)
+    objects["attributes"] = "{}"
+    jobs = [RenderJob(r.object_id, asset_path=r.asset_path, n_labels=1)
+            for r in objects.itertuples() if r.status == "pending"]
+    return objects, jobs
+
+
+def source_manifest(cfg: RunConfig) -> tuple[pd.DataFrame, list[RenderJob]]:
+    """Objects table (status 'pending' until rendered) and the render jobs for it."""
+    objects, jobs = (_procedural_manifest if cfg.dataset.source == "procedural" else _objaverse_manifest)(cfg)
+    if objects.object_id.duplicated().any():
+        raise ValueError(f"duplicate object ids: {objects.object_id[objects.object_id.duplicated()].tolist()[:5]}")
+    too_many = [j.object_id for j in jobs if j.n_labels > MAX_LABELS]
+    if too_many:
+        raise ValueError(f"objects {too_many[:5]} have more than {MAX_LABELS} part labels")
+    objects["split"] = assign_splits(objects.category, cfg.dataset.splits, cfg.seed)
+    return objects, jobs
+
+
+def read_statuses(layout: RunLayout, object_ids: list[str]) -> pd.DataFrame:
+    rows = []
+    for oid in object_ids:
+        path = layout.status_path(oid)
+        rec = json.loads(path.read_text()) if path.exists() else {"status": "pending", "reason": ""}
+        rows.append({"object_id": oid, "status": rec["status"], "reason": rec.get("reason", ""),
+                     "render_seconds": rec.get("seconds", float("nan"))})
+    return pd.DataFrame(rows)
+
+
+def build_dataset(cfg: RunConfig, layout: RunLayout, progress: bool = True) -> tuple[pd.DataFrame, RenderSummary]:
+    """Write the manifest, render every unfinished object, and record final statuses."""
+    views = views_table(cfg.render)
+    atomic_write_parquet(views, layout.views_table)
+    objects, jobs = source_manifest(cfg)
+    atomic_write_parquet(objects, layout.objects_table)  # the manifest exists even if rendering is interrupted
+    view_records = [{"view_id": r.view_id, "camera_to_world": r.camera_to_world} for r in views.itertuples()]
+    summary = render_jobs(jobs, layout, cfg.render, view_records, cfg.seed, progress=progress)
+    rendered = objects.object_id[objects.status == "pending"].tolist()
+    status = read_statuses(layout, rendered).set_index("object_id")
+    objects = objects.set_index("object_id")
+    objects.loc[status.index, ["status", "reason"]] = status[["status", "reason"]]
+    objects["render_seconds"] = status.render_seconds.reindex(objects.index)
+    objects = objects.reset_index()
+    atomic_write_parquet(objects, layout.objects_table)
+    return objects, summary
+
+
+def load_objects(layout: RunLayout) -> pd.DataFrame:
+    if not layout.objects_table.exists():
+        raise FileNotFoundError(f"{layout.objects_table} is missing: run notebook 01_render first "
+                                f"(python -m mvclip_utils.pipeline --config ... --only 01)")
+    return pd.read_parquet(layout.objects_table)
+
+
+def load_views(layout: RunLayout) -> pd.DataFrame:
+    if not layout.views_table.exists():
+        raise FileNotFoundError(f"{layout.views_table} is missing: run notebook 01_render first")
+    return pd.read_parquet(layout.views_table)
+
+
+def load_image(layout: RunLayout, object_id: str, view_id: str) -> np.ndarray:
+    """RGB uint8 [H, W, 3]."""
+    return np.asarray(Image.open(layout.image_path(object_id, view_id)).convert("RGB"))
+
+
+def load_mask(layout: RunLayout, object_id: str, view_id: str) -> np.ndarray:
+    """Part labels uint8 [H, W]: 0 background, k = part_names[k-1]."""
+    return np.asarray(Image.open(layout.mask_path(object_id, view_id)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build (render) the multi-view dataset of a run config.")
+    parser.add_argument("--config", required=True, help="a params/*.yaml file")
+    parser.add_argument("--run-dir", help="defaults to outputs/<run_name>")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config)
+    layout = RunLayout.for_run(cfg.run_name, args.run_dir)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, layout.config)
+    objects, summary = build_dataset(cfg, layout, progress=not args.quiet)
+    print(json.dumps({**asdict(summary), "images_per_second": summary.images_per_second,
+                      "objects": len(objects), "ok": int((objects.status == "ok").sum()),
+                      "failed": int((objects.status == "failed").sum())}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Run the numbered notebooks of a run config with papermill, then write HTML reports and an index.
+
+    python -m mvclip_utils.pipeline --config params/default.yaml [--run-dir DIR] [--only 01,04-07]
+    mvclip --config params/smoke.yaml
+
+Notebooks are jupytext percent scripts (`notebooks/NN_slug.py`, the source of truth);
+each gets `config_path` and `run_dir` as papermill parameters and talks to the others
+only through files in the run directory. A failing notebook stops the run with a
+non-zero exit that names it; its executed copy, with the traceback, is kept and linked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .config import ConfigError, RunConfig, dump_config, load_config
+from .runs import NOTEBOOKS_DIR, RunLayout, atomic_write_text
+
+NOTEBOOK_NAME = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.py$")
+DEFAULT_KERNEL = "mvclip"
+
+
+@dataclass
+class NotebookResult:
+    number: int
+    stem: str
+    status: str  # ok | failed | not run
+    seconds: float
+    error: str = ""
+
+
+def discover_notebooks(notebooks_dir: Path = NOTEBOOKS_DIR) -> dict[int, Path]:
+    """{number: path} of the `NN_slug.py` notebooks, in order."""
+    found: dict[int, Path] = {}
+    for path in sorted(Path(notebooks_dir).glob("*.py")):
+        m = NOTEBOOK_NAME.match(path.name)
+        if m:
+            number = int(m.group(1))
+            if number in found:
+                raise ValueError(f"two notebooks numbered {number:02d}: {found[number].name} and {path.name}")
+            found[number] = path
+    return dict(sorted(found.items()))
+
+
+def parse_only(spec: str | None, available: dict[int, Path]) -> list[int]:
+    """'01,04-07' -> [1, 4, 5, 6, 7] restricted to existing notebooks; None -> all of them."""
+    if not spec:
+        return list(available)
+    wanted: set[int] = set()
+    for token in spec.split(","):
+        token = token.strip()
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", token)
+        if not m:
+            raise ValueError(f"--only: cannot read {token!r}; expected numbers and ranges like 01,04-07")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        wanted.update(range(lo, hi + 1))
+    selected = [n for n in available if n in wanted]
+    if not selected:
+        names = ", ".join(p.stem for p in available.values())
+        raise ValueError(f"--only {spec!r} selects no notebook; available: {names}")
+    return selected
+
+
+def resolve_kernel(preferred: str = DEFAULT_KERNEL) -> str:
+    """The project's registered kernel if present (make registers it), else this interpreter's python3."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    specs = KernelSpecManager().find_kernel_specs()
+    if preferred in specs:
+        return preferred
+    if "python3" in specs:
+        return "python3"
+    raise RuntimeError(f"no Jupyter kernel named {preferred!r} or 'python3'; run `make install` "
+                       f"(python -m ipykernel install --sys-prefix --name {preferred})")
+
+
+def write_report(executed: Path, report: Path) -> None:
+    """HTML with inputs hidden: what a researcher pastes into a write-up (figures are inlined)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    report.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(report, body)
+
+
+def _error_summary(exc: BaseException) -> str:
+    ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
+    return f"{ename}: {evalue}".strip()
+
+
+def run_notebook(path: Path, cfg_path: Path, layout: RunLayout, kernel: str, timeout_s: int) -> NotebookResult:
+    import jupytext
+    import papermill
+
+    stem, number = path.stem, int(path.stem[:2])
+    executed = layout.executed_notebook(stem)
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    status, error = "ok", ""
+    try:
+        papermill.execute_notebook(
+            jupytext.read(path), str(executed),
+            parameters={"config_path": str(cfg_path), "run_dir": str(layout.root)},
+            kernel_name=kernel, language="python", cwd=str(path.parent),
+            execution_timeout=timeout_s, progress_bar=False, log_output=False,
+        )
+    except Exception as exc:  # PapermillExecutionError, a dead kernel, a timeout
+        status, error = "failed", _error_summary(exc)
+    seconds = time.perf_counter() - start
+    if executed.exists():
+        write_report(executed, layout.report(stem))
+    return NotebookResult(number, stem, status, seconds, error)
+
+
+def write_index(layout: RunLayout, cfg: RunConfig, results: list[NotebookResult]) -> None:
+    """index.html: the config used and one line per notebook (status, wall time, links)."""
+    rows = []
+    for r in results:
+        report, executed = layout.report(r.stem), layout.executed_notebook(r.stem)
+        links = " · ".join(
+            f'<a href="{p.relative_to(layout.root)}">{label}</a>'
+            for p, label in ((report, "report"), (executed, "notebook")) if p.exists()
+        )
+        colour = {"ok": "#2e7d32", "failed": "#c62828"}.get(r.status, "#757575")
+        rows.append(
+            f"<tr><td>{r.stem}</td><td style='color:{colour};font-weight:bold'>{r.status}</td>"
+            f"<td>{r.seconds:.1f} s</td><td>{links}</td><td><code>{html.escape(r.error)}</code></td></tr>"
+        )
+    config_text = layout.config.read_text() if layout.config.exists() else ""
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>mvclip run {html.escape(cfg.run_name)}</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}td,th{{padding:4px 12px;text-align:left}}
+pre{{background:#f5f5f5;padding:1em}}</style></head><body>
+<h1>mvclip run <code>{html.escape(cfg.run_name)}</code></h1>
+<p>Updated {time.strftime('%Y-%m-%d %H:%M:%S')} from <code>{html.escape(str(cfg.source_path))}</code>.</p>
+<table><tr><th>notebook</th><th>status</th><th>wall time</th><th>links</th><th>error</th></tr>
+{''.join(rows)}</table>
+<h2>Config used</h2><pre>{html.escape(config_text)}</pre></body></html>"""
+    atomic_write_text(layout.index_html, page)
+    atomic_write_text(layout.pipeline_log, json.dumps([asdict(r) for r in results], indent=1))
+
+
+def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None, only: str | None = None,
+                 kernel: str | None = None, notebooks_dir: Path = NOTEBOOKS_DIR) -> list[NotebookResult]:
+    """Run the selected notebooks in order; stops at the first failure (its result is last)."""
+    cfg_path = Path(config_path).resolve()
+    cfg = load_config(cfg_path)  # validated before any work
+    available = discover_notebooks(notebooks_dir)
+    selected = parse_only(only, available)
+    layout = RunLayout.for_run(cfg.run_name, run_dir)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, layout.config)
+    kernel = kernel or resolve_kernel()
+    results = [NotebookResult(n, available[n].stem, "not run", 0.0) for n in selected]
+    write_index(layout, cfg, results)
+    for i, number in enumerate(selected):
+        print(f"[mvclip] running {available[number].stem} ...", flush=True)
+        results[i] = run_notebook(available[number], cfg_path, layout, kernel, cfg.pipeline.notebook_timeout_s)
+        write_index(layout, cfg, results)
+        print(f"[mvclip] {results[i].stem}: {results[i].status} in {results[i].seconds:.1f} s", flush=True)
+        if results[i].status != "ok":
+            break
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mvclip", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="run config, e.g. params/default.yaml")
+    parser.add_argument("--run-dir", help="where the run writes (default outputs/<run_name>)")
+    parser.add_argument("--only", help="notebooks to run, e.g. 01,04-07 (default: all)")
+    parser.add_argument("--kernel", help=f"Jupyter kernel (default {DEFAULT_KERNEL!r} if registered, else python3)")
+    parser.add_argument("--notebooks-dir", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    try:
+        results = run_pipeline(args.config, args.run_dir, args.only, args.kernel, Path(args.notebooks_dir))
+    except (ConfigError, ValueError, RuntimeError) as exc:
+        print(f"mvclip: {exc}", file=sys.stderr)
+        return 2
+    failed = [r for r in results if r.status == "failed"]
+    cfg = load_config(args.config)
+    layout = RunLayout.for_run(cfg.run_name, args.run_dir)
+    if failed:
+        r = failed[0]
+        print(f"mvclip: notebook {r.stem} failed: {r.error}\n"
+              f"  executed copy with the traceback: {layout.executed_notebook(r.stem)}\n"
+              f"  report: {layout.report(r.stem)}", file=sys.stderr)
+        return 1
+    print(f"[mvclip] done: {layout.index_html}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

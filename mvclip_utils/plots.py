@@ -1,0 +1,123 @@
+"""Figures for the reports. Functions return matplotlib figures; notebooks only call them."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .dataset import SPLITS, load_image, load_mask
+from .runs import RunLayout
+
+
+def split_counts(objects: pd.DataFrame) -> pd.DataFrame:
+    """Objects per category and split (rendered ones), with totals."""
+    ok = objects[objects.status == "ok"]
+    table = pd.crosstab(ok.category, pd.Categorical(ok.split, categories=SPLITS), margins=True, margins_name="total",
+                        dropna=False)
+    table.columns.name = None
+    return table
+
+
+def plot_split_counts(objects: pd.DataFrame) -> plt.Figure:
+    counts = split_counts(objects).drop(index="total", columns="total")
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    counts.plot.bar(stacked=True, ax=ax, width=0.8, colormap="viridis")
+    ax.set_ylabel("rendered objects")
+    ax.set_xlabel("")
+    ax.set_title("Objects per category, stacked by split")
+    ax.legend(title="split", bbox_to_anchor=(1.01, 1), loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_camera_positions(views: pd.DataFrame) -> plt.Figure:
+    """Every camera on a sphere map: azimuth against elevation, marker size by distance."""
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for kind, marker in (("grid", "o"), ("ood", "*")):
+        v = views[views.kind == kind]
+        ax.scatter(v.azimuth_deg, v.elevation_deg, s=40 * v.distance, marker=marker, label=kind)
+        if kind == "ood":
+            for r in v.itertuples():
+                ax.annotate(f"{r.view_id} (d={r.distance:g})", (r.azimuth_deg, r.elevation_deg), fontsize=7,
+                            xytext=(4, 4), textcoords="offset points")
+    ax.set(xlabel="azimuth (deg, 0 = front)", ylabel="elevation (deg)", xlim=(-10, 370), ylim=(-95, 95),
+           title=f"{len(views)} cameras per object")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def _image_grid(images: list[list[np.ndarray]], row_labels: list[str], col_labels: list[str] | None,
+                title: str, cell: float = 1.1) -> plt.Figure:
+    n_rows, n_cols = len(images), max(len(r) for r in images)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols, cell * n_rows + 0.5), squeeze=False)
+    for i, row in enumerate(images):
+        for j in range(n_cols):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if j < len(row):
+                ax.imshow(row[j], interpolation="nearest")
+            if i == 0 and col_labels and j < len(col_labels):
+                ax.set_title(col_labels[j], fontsize=7)
+        axes[i, 0].set_ylabel(row_labels[i], fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_view_grid(layout: RunLayout, views: pd.DataFrame, object_id: str, caption: str = "") -> plt.Figure:
+    """One object's whole view grid: one row per elevation (the seed's figure blocks), then the ood views."""
+    grid = views[views.kind == "grid"]
+    rows, labels = [], []
+    for el, block in grid.groupby("elevation_deg", sort=False):
+        rows.append([load_image(layout, object_id, v) for v in block.view_id])
+        labels.append(f"elev {el:g}°")
+    ood = views[views.kind == "ood"]
+    if len(ood):
+        rows.append([load_image(layout, object_id, v) for v in ood.view_id])
+        labels.append("ood")
+    cols = [f"az {a:g}°" for a in grid[grid.elevation_deg == grid.elevation_deg.iloc[0]].azimuth_deg]
+    fig = _image_grid(rows, labels, cols, f"{object_id}: “{caption}”")
+    if len(ood):
+        for j, name in enumerate(ood.view_id):
+            fig.axes[(len(rows) - 1) * len(cols) + j].set_xlabel(name.removeprefix("ood_"), fontsize=7)
+    return fig
+
+
+def plot_category_samples(layout: RunLayout, objects: pd.DataFrame, view_id: str, per_category: int = 6) -> plt.Figure:
+    """A few rendered objects of every category, all from the same view."""
+    ok = objects[objects.status == "ok"]
+    rows, labels = [], []
+    for category, group in ok.groupby("category"):
+        rows.append([load_image(layout, oid, view_id) for oid in group.object_id[:per_category]])
+        labels.append(category)
+    return _image_grid(rows, labels, None, f"Sample objects of every category (view {view_id})")
+
+
+def overlay_mask(image: np.ndarray, mask: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """The image with each part label painted in its own colour (background untouched)."""
+    colours = (plt.get_cmap("tab10")(np.arange(10))[:, :3] * 255)
+    painted = image.astype(np.float32).copy()
+    fg = mask > 0
+    painted[fg] = (1 - alpha) * painted[fg] + alpha * colours[(mask[fg] - 1) % 10]
+    return painted.astype(np.uint8)
+
+
+def plot_mask_overlays(layout: RunLayout, objects: pd.DataFrame, view_ids: list[str]) -> plt.Figure:
+    """One object per category: its renders with the part-label masks overlaid, plus a legend of parts."""
+    ok = objects[objects.status == "ok"].groupby("category").head(1)
+    rows = [[overlay_mask(load_image(layout, r.object_id, v), load_mask(layout, r.object_id, v)) for v in view_ids]
+            for r in ok.itertuples()]
+    labels = [f"{r.category}\n" + ", ".join(f"{k + 1}:{p}" for k, p in enumerate(r.part_names)) for r in ok.itertuples()]
+    fig = _image_grid(rows, labels, view_ids, "Part-label masks overlaid (colour = part label)", cell=1.3)
+    n_labels = max(len(p) for p in ok.part_names)
+    colours = plt.get_cmap("tab10")(np.arange(n_labels) % 10)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[k]) for k in range(n_labels)]
+    fig.legend(handles, [f"label {k + 1}" for k in range(n_labels)], loc="lower center", ncol=n_labels, fontsize=8)
+    fig.subplots_adjust(bottom=0.06)
+    return fig

@@ -1,0 +1,537 @@
+"""Multi-view rendering with Blender (bpy), in spawned worker processes only.
+
+bpy is never imported in the notebook kernel or the parent process: it leaks memory,
+slows down as scenes accumulate and can crash on a broken asset. Each worker renders
+one object at a time (scene reset with `read_factory_settings(use_empty=True)`),
+writes every file into a per-object staging folder and moves the finished folders
+into place, then writes the object's status JSON atomically. A status file therefore
+marks an object as done: a rerun skips it; anything else is redone from scratch. A
+worker that dies takes only its current object with it; that object is retried in a
+fresh worker and recorded as failed after `max_attempts`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .config import RenderConfig
+from .runs import RunLayout, atomic_write_text
+
+# Part label k is drawn in colour LABEL_LEVELS-coded RGB so that flat, unantialiased
+# Workbench renders decode back to exact labels (0 = background comes from alpha).
+_LEVELS = (0.0, 1.0, 0.5)
+MAX_LABELS = len(_LEVELS) ** 3 - 1
+
+
+def label_colour(label: int) -> tuple[float, float, float]:
+    """Linear RGB colour that draws part `label` (1 .. MAX_LABELS) in the mask pass."""
+    if not 1 <= label <= MAX_LABELS:
+        raise ValueError(f"part label {label} outside 1..{MAX_LABELS}")
+    digits = (label % 3, (label // 3) % 3, (label // 9) % 3)
+    return tuple(_LEVELS[d] for d in digits)
+
+
+def _srgb_bytes(linear: np.ndarray) -> np.ndarray:
+    linear = np.clip(linear, 0, 1)
+    srgb = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return np.round(srgb * 255)
+
+
+def decode_label_image(rgba: np.ndarray, n_labels: int) -> np.ndarray:
+    """uint8 labels [H, W] from a mask-pass render: nearest label colour where alpha > 0.5."""
+    palette = _srgb_bytes(np.array([label_colour(k) for k in range(1, n_labels + 1)]))
+    dist = ((rgba[..., None, :3].astype(np.float32) - palette[None, None]) ** 2).sum(-1)
+    labels = dist.argmin(-1).astype(np.uint8) + 1
+    labels[rgba[..., 3] < 128] = 0
+    return labels
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """One object to render: a procedural spec (JSON) or a 3D file bpy can import."""
+
+    object_id: str
+    spec_json: str | None = None
+    asset_path: str | None = None
+    n_labels: int = 1
+    fingerprint: str = ""
+
+
+# ----------------------------------------------------------------------------- worker side
+
+
+class _SceneRenderer:
+    """Everything that touches bpy; lives in a worker process."""
+
+    def __init__(self, cfg: RenderConfig, views: list[dict], seed: int):
+        import bpy  # noqa: F401  (imported here: worker processes only)
+
+        self.cfg, self.views, self.seed = cfg, views, seed
+
+    # -- scene construction
+    def reset(self) -> None:
+        import bpy
+
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+
+    def build_procedural(self, spec_json: str) -> list:
+        import bmesh
+        import bpy
+
+        from .objects import FINISHES, PALETTE, ObjectSpec
+
+        spec = ObjectSpec.from_json(spec_json)
+        materials: dict[tuple[str, str], object] = {}
+        objects = []
+        for i, part in enumerate(spec.parts):
+            bm = bmesh.new()
+            if part.primitive == "box":
+                bmesh.ops.create_cube(bm, size=2.0)
+            elif part.primitive == "cylinder":
+                bmesh.ops.create_cone(bm, cap_ends=True, segments=part.segments, radius1=1.0,
+                                      radius2=part.top_ratio, depth=2.0)
+            elif part.primitive == "sphere":
+                bmesh.ops.create_uvsphere(bm, u_segments=part.segments, v_segments=max(part.segments // 2, 4),
+                                          radius=1.0)
+            elif part.primitive == "torus":
+                _torus(bm, part.minor_ratio, part.segments, max(part.segments // 2, 6))
+            else:
+                raise ValueError(f"unknown primitive {part.primitive!r} in {spec.object_id}")
+            mesh = bpy.data.meshes.new(f"{spec.object_id}_{i}")
+            bm.to_mesh(mesh)
+            bm.free()
+            key = (part.color, part.finish)
+            if key not in materials:
+                materials[key] = _make_material(f"{part.color}_{part.finish}", PALETTE[part.color], *FINISHES[part.finish])
+            mesh.materials.append(materials[key])
+            obj = bpy.data.objects.new(f"part{i}_{spec.part_names[part.label - 1]}", mesh)
+            obj.location, obj.scale, obj.rotation_euler = part.location, part.scale, part.rotation
+            obj["mvclip_label"] = part.label
+            bpy.context.scene.collection.objects.link(obj)
+            objects.append(obj)
+        return objects
+
+    def import_asset(self, path: str) -> list:
+        import bpy
+
+        suffix = Path(path).suffix.lower()
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"asset file {path} does not exist")
+        if suffix in (".glb", ".gltf"):
+            result = bpy.ops.import_scene.gltf(filepath=path)
+        elif suffix == ".obj":
+            result = bpy.ops.wm.obj_import(filepath=path)
+        else:
+            raise ValueError(f"cannot import {suffix} files ({path}); expected .glb, .gltf or .obj")
+        if "FINISHED" not in result:
+            raise RuntimeError(f"Blender could not import {path}: {result}")
+        meshes = [o for o in bpy.context.scene.objects if o.type == "MESH"]
+        for o in meshes:
+            o["mvclip_label"] = 1
+        return meshes
+
+    def normalise(self, meshes: list) -> dict:
+        """Centre the object and scale its bounding box to unit size (largest side 1)."""
+        import bpy
+        from mathutils import Matrix, Vector
+
+        if not meshes:
+            raise ValueError("the asset has no mesh geometry")
+        bpy.context.view_layer.update()
+        corners = np.array([tuple(o.matrix_world @ Vector(c)) for o in meshes for c in o.bound_box])
+        lo, hi = corners.min(0), corners.max(0)
+        size = float((hi - lo).max())
+        if not np.isfinite(size) or size <= 1e-9:
+            raise ValueError(f"degenerate geometry: bounding box {lo.tolist()} .. {hi.tolist()}")
+        centre = (lo + hi) / 2
+        scale = 1.0 / size
+        fix = Matrix.Diagonal((scale, scale, scale, 1.0)) @ Matrix.Translation(Vector(-centre))
+        for o in bpy.context.scene.objects:
+            if o.parent is None:
+                o.matrix_world = fix @ o.matrix_world
+        return {"centre": centre.tolist(), "scale": scale}
+
+    def setup_scene(self, rng: np.random.Generator) -> None:
+        import bpy
+
+        scene = bpy.context.scene
+        cfg = self.cfg
+        cam = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
+        cam.data.angle = math.radians(cfg.fov_deg)
+        cam.data.clip_start, cam.data.clip_end = 0.01, 100.0
+        scene.collection.objects.link(cam)
+        scene.camera = cam
+        self.camera = cam
+        render = scene.render
+        render.resolution_x = render.resolution_y = cfg.resolution
+        render.resolution_percentage = 100
+        render.film_transparent = True
+        render.dither_intensity = 0.0
+        render.image_settings.file_format = "PNG"
+        render.image_settings.color_mode = "RGBA"
+        render.image_settings.color_depth = "8"
+        scene.view_settings.view_transform = "Standard"
+        light_turn = float(rng.uniform(-math.pi, math.pi) * cfg.light_jitter)
+        light_gain = float(np.exp(rng.uniform(-0.5, 0.5) * cfg.light_jitter))
+        if cfg.engine == "cycles":
+            render.engine = "CYCLES"
+            scene.cycles.device = "CPU"
+            scene.cycles.samples = cfg.cycles_samples
+            scene.cycles.use_denoising = False
+            scene.cycles.use_adaptive_sampling = False
+            world = bpy.data.worlds.new("world")
+            world.use_nodes = True
+            world.node_tree.nodes["Background"].inputs["Strength"].default_value = 0.6 * light_gain
+            scene.world = world
+            sun = bpy.data.objects.new("sun", bpy.data.lights.new("sun", type="SUN"))
+            sun.data.energy = 3.0 * light_gain
+            sun.rotation_euler = (math.radians(40), 0.0, math.radians(30) + light_turn)
+            scene.collection.objects.link(sun)
+        else:
+            render.engine = "BLENDER_WORKBENCH"
+        self._rgb_display(light_turn)
+
+    def _rgb_display(self, light_turn: float = 0.0) -> None:
+        import bpy
+
+        scene = bpy.context.scene
+        scene.display.render_aa = "FXAA"
+        shading = scene.display.shading
+        shading.light = "STUDIO"
+        shading.color_type = "MATERIAL"
+        shading.studiolight_rotate_z = light_turn
+
+    def _mask_display(self) -> None:
+        import bpy
+
+        scene = bpy.context.scene
+        scene.render.engine = "BLENDER_WORKBENCH"  # the mask pass is always a flat Workbench render
+        scene.display.render_aa = "OFF"
+        shading = scene.display.shading
+        shading.light = "FLAT"
+        shading.color_type = "OBJECT"
+        for o in scene.objects:
+            if o.type == "MESH":
+                o.color = (*label_colour(int(o.get("mvclip_label", 1))), 1.0)
+
+    # -- rendering
+    def _render_to(self, path: Path, pose: list[float]) -> None:
+        import bpy
+        from mathutils import Matrix
+
+        self.camera.matrix_world = Matrix(np.asarray(pose).reshape(4, 4).tolist())
+        bpy.context.scene.render.filepath = str(path)
+        bpy.ops.render.render(write_still=True)
+
+    def render_object(self, job: RenderJob, staging: Path) -> dict:
+        from PIL import Image
+
+        rng = np.random.default_rng([self.seed, _stable_hash(job.object_id)])
+        self.reset()
+        meshes = self.build_procedural(job.spec_json) if job.spec_json else self.import_asset(job.asset_path)
+        norm = self.normalise(meshes)
+        self.setup_scene(rng)
+        image_dir, mask_dir, raw_dir = staging / "images", staging / "masks", staging / "raw"
+        for d in (image_dir, mask_dir, raw_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        backgrounds = (np.full((len(self.views), 3), 255.0) if self.cfg.background == "white"
+                       else rng.uniform(0, 255, size=(len(self.views), 3)))
+        for view, bg in zip(self.views, backgrounds):
+            raw = raw_dir / f"{view['view_id']}.png"
+            self._render_to(raw, view["camera_to_world"])
+            rgba = np.asarray(Image.open(raw), dtype=np.float32)
+            alpha = rgba[..., 3:] / 255.0
+            rgb = rgba[..., :3] * alpha + bg * (1 - alpha)
+            Image.fromarray(np.round(rgb).astype(np.uint8)).save(image_dir / f"{view['view_id']}.png")
+        self._mask_display()
+        for view in self.views:
+            raw = raw_dir / f"{view['view_id']}.png"
+            self._render_to(raw, view["camera_to_world"])
+            labels = decode_label_image(np.asarray(Image.open(raw)), job.n_labels)
+            Image.fromarray(labels).save(mask_dir / f"{view['view_id']}.png")
+        shutil.rmtree(raw_dir)
+        return {"normalisation": norm, "n_meshes": len(meshes)}
+
+
+def _torus(bm, minor_ratio: float, major_segments: int, minor_segments: int) -> None:
+    """A torus of major radius 1 in the XY plane (bmesh has no torus operator)."""
+    u = np.linspace(0, 2 * np.pi, major_segments, endpoint=False)
+    v = np.linspace(0, 2 * np.pi, minor_segments, endpoint=False)
+    uu, vv = np.meshgrid(u, v, indexing="ij")
+    ring = 1.0 + minor_ratio * np.cos(vv)
+    coords = np.stack([ring * np.cos(uu), ring * np.sin(uu), minor_ratio * np.sin(vv)], -1).reshape(-1, 3)
+    verts = [bm.verts.new(c) for c in coords.tolist()]
+    for i in range(major_segments):
+        for j in range(minor_segments):
+            a = i * minor_segments + j
+            b = ((i + 1) % major_segments) * minor_segments + j
+            c = ((i + 1) % major_segments) * minor_segments + (j + 1) % minor_segments
+            d = i * minor_segments + (j + 1) % minor_segments
+            bm.faces.new((verts[a], verts[b], verts[c], verts[d]))
+
+
+def _make_material(name: str, colour: tuple[float, float, float], roughness: float, metallic: float):
+    import bpy
+
+    mat = bpy.data.materials.new(name)
+    mat.diffuse_color = (*colour, 1.0)  # what Workbench draws
+    mat.roughness, mat.metallic = roughness, metallic
+    mat.use_nodes = True
+    bsdf = mat.node_tree.nodes.get("Principled BSDF")
+    if bsdf is not None:  # what Cycles draws
+        bsdf.inputs["Base Color"].default_value = (*colour, 1.0)
+        bsdf.inputs["Roughness"].default_value = roughness
+        bsdf.inputs["Metallic"].default_value = metallic
+    return mat
+
+
+def _stable_hash(text: str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+
+
+def _commit_object(layout: RunLayout, job: RenderJob, staging: Path, record: dict) -> None:
+    """Move the finished folders into place, then write the status that marks the object done."""
+    for src, dst in ((staging / "images", layout.image_dir(job.object_id)),
+                     (staging / "masks", layout.mask_dir(job.object_id))):
+        if dst.exists():
+            shutil.rmtree(dst)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+    shutil.rmtree(staging, ignore_errors=True)
+    write_status(layout, job, record)
+
+
+def write_status(layout: RunLayout, job: RenderJob, record: dict) -> None:
+    atomic_write_text(layout.status_path(job.object_id),
+                      json.dumps({"object_id": job.object_id, "fingerprint": job.fingerprint, **record}))
+
+
+def _quiet_blender(log_path: Path) -> None:
+    """Blender prints a few lines per frame at the C level: send stdout to /dev/null and
+    stderr (EGL/import warnings, crashes) to a per-worker log file."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(devnull, 1)
+    os.dup2(log, 2)
+
+
+def _worker_main(worker_id: int, tasks: mp.Queue, results: mp.Queue, cfg: RenderConfig, views: list[dict],
+                 seed: int, run_root: str) -> None:
+    layout = RunLayout(Path(run_root))
+    _quiet_blender(layout.render_logs / f"worker-{os.getpid()}.log")
+    renderer = _SceneRenderer(cfg, views, seed)
+    done = 0
+    while True:
+        item = tasks.get()
+        if item is None:
+            return
+        job = RenderJob(**item)
+        staging = layout.staging / job.object_id
+        shutil.rmtree(staging, ignore_errors=True)
+        start = time.perf_counter()
+        try:
+            info = renderer.render_object(job, staging)
+            record = {"status": "ok", "reason": "", "seconds": time.perf_counter() - start,
+                      "n_views": len(views), **info}
+            _commit_object(layout, job, staging, record)
+        except Exception as exc:  # a broken asset is recorded and the run goes on
+            shutil.rmtree(staging, ignore_errors=True)
+            record = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}",
+                      "traceback": traceback.format_exc(limit=5), "seconds": time.perf_counter() - start}
+            write_status(layout, job, record)
+        done += 1
+        retire = done >= cfg.objects_per_worker
+        results.put((worker_id, job.object_id, record["status"], retire))
+        if retire:
+            return
+
+
+# ----------------------------------------------------------------------------- parent side
+
+
+@dataclass
+class RenderSummary:
+    rendered: int
+    failed: int
+    skipped: int
+    seconds: float
+    images: int
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+
+def render_fingerprint(job: RenderJob, cfg: RenderConfig, views: list[dict], seed: int) -> str:
+    """What the pixels of an object depend on; a finished object whose fingerprint differs is redone."""
+    import hashlib
+
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("workers", "objects_per_worker", "max_attempts")}
+    payload = json.dumps([settings, views, seed, job.spec_json, job.asset_path], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _is_finished(layout: RunLayout, job: RenderJob) -> bool:
+    path = layout.status_path(job.object_id)
+    if not path.exists():
+        return False
+    try:
+        return json.loads(path.read_text()).get("fingerprint") == job.fingerprint
+    except (OSError, ValueError):
+        return False
+
+
+def pending_jobs(layout: RunLayout, jobs: Iterable[RenderJob]) -> list[RenderJob]:
+    """Jobs not finished with the same settings; their leftovers from an earlier run are removed."""
+    todo = []
+    for job in jobs:
+        if _is_finished(layout, job):
+            continue
+        layout.status_path(job.object_id).unlink(missing_ok=True)
+        for leftover in (layout.image_dir(job.object_id), layout.mask_dir(job.object_id), layout.staging / job.object_id):
+            shutil.rmtree(leftover, ignore_errors=True)
+        todo.append(job)
+    return todo
+
+
+def render_jobs(jobs: list[RenderJob], layout: RunLayout, cfg: RenderConfig, views: list[dict], seed: int,
+                progress: bool = True, fresh_worker_per_object: bool = False) -> RenderSummary:
+    """Render every job not finished yet with `cfg.workers` persistent worker processes.
+
+    `fresh_worker_per_object` starts one process per object instead (for the benchmark).
+    """
+    jobs = [dataclasses.replace(j, fingerprint=render_fingerprint(j, cfg, views, seed)) for j in jobs]
+    todo = pending_jobs(layout, jobs)
+    skipped = len(jobs) - len(todo)
+    start = time.perf_counter()
+    if not todo:
+        return RenderSummary(0, 0, skipped, 0.0, 0)
+    layout.render_status.mkdir(parents=True, exist_ok=True)
+    ctx = mp.get_context("spawn")
+    results: mp.Queue = ctx.Queue()
+    if fresh_worker_per_object:
+        cfg = dataclasses.replace(cfg, objects_per_worker=1)
+    queue_of_jobs = list(todo)
+    attempts: dict[str, int] = {}
+    workers: dict[int, tuple[mp.Process, mp.Queue]] = {}
+    assigned: dict[int, RenderJob | None] = {}
+    next_id = 0
+    counts = {"ok": 0, "failed": 0}
+    n_workers = min(cfg.workers, len(todo))
+
+    def start_worker() -> None:
+        nonlocal next_id
+        tasks = ctx.Queue()
+        proc = ctx.Process(target=_worker_main, args=(next_id, tasks, results, cfg, views, seed, str(layout.root)),
+                           daemon=True)
+        proc.start()
+        workers[next_id], assigned[next_id] = (proc, tasks), None
+        next_id += 1
+
+    def stop_worker(wid: int) -> None:
+        proc, tasks = workers.pop(wid)
+        assigned.pop(wid, None)
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+        tasks.close()
+
+    bar = tqdm(total=len(todo), desc=f"rendering {len(views)} views/object", unit="obj", disable=not progress,
+               smoothing=0.1)
+    try:
+        for _ in range(n_workers):
+            start_worker()
+        while queue_of_jobs or any(j is not None for j in assigned.values()):
+            for wid in list(workers):
+                if assigned[wid] is None and queue_of_jobs:
+                    job = queue_of_jobs.pop(0)
+                    assigned[wid] = job
+                    workers[wid][1].put(asdict(job))
+            try:
+                wid, object_id, status, retire = results.get(timeout=0.5)
+            except queue.Empty:
+                wid = None
+            if wid is not None and wid in workers:
+                assigned[wid] = None
+                counts[status] += 1
+                bar.update(1)
+                bar.set_postfix(failed=counts["failed"],
+                                img_per_s=f"{counts['ok'] * len(views) / (time.perf_counter() - start):.0f}")
+                if retire:
+                    stop_worker(wid)
+                    if queue_of_jobs:
+                        start_worker()
+            for wid in list(workers):
+                proc = workers[wid][0]
+                if proc.is_alive():
+                    continue
+                job = assigned.get(wid)
+                stop_worker(wid)
+                if job is not None:  # the worker died while rendering this object
+                    attempts[job.object_id] = attempts.get(job.object_id, 0) + 1
+                    if attempts[job.object_id] < cfg.max_attempts:
+                        queue_of_jobs.insert(0, job)
+                    else:
+                        write_status(layout, job, {
+                            "status": "failed", "seconds": 0.0,
+                            "reason": f"worker process died (exit code {proc.exitcode}) "
+                                      f"{attempts[job.object_id]} times while rendering it"})
+                        shutil.rmtree(layout.staging / job.object_id, ignore_errors=True)
+                        counts["failed"] += 1
+                        bar.update(1)
+                if queue_of_jobs:
+                    start_worker()
+    finally:
+        bar.close()
+        for wid in list(workers):
+            workers[wid][1].put(None)
+        for wid in list(workers):
+            stop_worker(wid)
+    seconds = time.perf_counter() - start
+    return RenderSummary(counts["ok"], counts["failed"], skipped, seconds, counts["ok"] * len(views))
+
+
+def _export_worker(spec_jsons: list[str], out_dir: str) -> None:
+    import bpy
+
+    from .config import RenderConfig as _Cfg
+
+    renderer = _SceneRenderer(_Cfg(), [], 0)
+    for spec_json in spec_jsons:
+        renderer.reset()
+        meshes = renderer.build_procedural(spec_json)
+        name = json.loads(spec_json)["object_id"]
+        for o in meshes:
+            o.select_set(True)
+        result = bpy.ops.export_scene.gltf(filepath=str(Path(out_dir) / f"{name}.glb"), export_format="GLB")
+        if "FINISHED" not in result:
+            raise RuntimeError(f"glTF export of {name} failed: {result}")
+
+
+def export_glbs(spec_jsons: list[str], out_dir: Path | str) -> list[Path]:
+    """Export procedural objects as GLB files (in a spawned bpy process): test assets for the Objaverse path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    proc = mp.get_context("spawn").Process(target=_export_worker, args=(spec_jsons, str(out_dir)))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"GLB export process failed with exit code {proc.exitcode}")
+    return [out_dir / f"{json.loads(s)['object_id']}.glb" for s in spec_jsons]

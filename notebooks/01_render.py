@@ -1,0 +1,121 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent,ipynb
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (mvclip)
+#     language: python
+#     name: mvclip
+# ---
+
+# %% [markdown]
+# # 01 · Render: the multi-view dataset
+#
+# Every later result stands on this dataset: captioned 3D objects, each rendered from
+# the same orbit of cameras, with a part-label mask for every view. The seed study
+# rendered Objaverse *food-drink* objects from 12 azimuths x 3 elevations; the embedded
+# default renders procedural objects built from primitives, each with a part that only
+# some views show (a mug's handle, a car's headlights, a house's door, a bottle's
+# front label), so that views really differ.
+#
+# This notebook builds (or resumes) the dataset of the run, then shows what was made:
+# counts per category and split, the cameras, one object's whole view grid, samples of
+# every category, masks, and any asset that failed to render.
+
+# %% tags=["parameters"]
+config_path = "../params/default.yaml"
+run_dir = None
+
+# %%
+import pandas as pd
+from IPython.display import Markdown, display
+
+from mvclip_utils import plots
+from mvclip_utils.config import load_config
+from mvclip_utils.dataset import build_dataset, load_views
+from mvclip_utils.runs import RunLayout
+
+cfg = load_config(config_path)
+layout = RunLayout.for_run(cfg.run_name, run_dir)
+layout.root.mkdir(parents=True, exist_ok=True)
+
+# %% [markdown]
+# ## Build
+# Rendering happens in worker processes (bpy is never imported in this kernel).
+# Finished objects are skipped on a rerun with the same settings; a broken asset is
+# recorded with its reason and the run goes on.
+
+# %%
+objects, summary = build_dataset(cfg, layout)
+views = load_views(layout)
+n_ok = int((objects.status == "ok").sum())
+display(Markdown(
+    f"**Source:** `{cfg.dataset.source}` · **engine:** `{cfg.render.engine}` at {cfg.render.resolution} px · "
+    f"**views per object:** {len(views)} ({(views.kind == 'grid').sum()} grid + {(views.kind == 'ood').sum()} ood)\n\n"
+    f"**Objects:** {len(objects)} ({n_ok} rendered, {(objects.status == 'failed').sum()} failed) · "
+    f"this run rendered {summary.rendered} and skipped {summary.skipped} already finished, "
+    f"{summary.images} images in {summary.seconds:.0f} s "
+    f"({summary.images_per_second:.0f} images/s with {cfg.render.workers} workers)."
+))
+
+# %% [markdown]
+# ## Objects per category and split
+# Splits are by object, seeded and stratified by category. `pretrain` objects are only
+# used to pretrain the tiny offline backbone; every reported metric is on `test`.
+
+# %%
+display(plots.split_counts(objects))
+plots.plot_split_counts(objects);
+
+# %% [markdown]
+# ## Cameras
+# The orbit grid (azimuth 0 looks at the object's front) and the out-of-distribution
+# views used for viewpoint-OOD tests (from below, straight down, very close, far).
+
+# %%
+plots.plot_camera_positions(views);
+display(views[views.kind == "ood"][["view_id", "azimuth_deg", "elevation_deg", "distance"]].reset_index(drop=True))
+
+# %% [markdown]
+# ## One object from every view
+# Rows are elevations, as the blocks of the seed's similarity figures; the last row
+# holds the out-of-distribution views.
+
+# %%
+example = objects[(objects.status == "ok") & (objects.split == "test")].iloc[0]
+plots.plot_view_grid(layout, views, example.object_id, example.caption);
+
+# %% [markdown]
+# ## Every category
+# Colours come from one palette shared by all categories and proportions vary within a
+# category, so neither colour nor size alone gives the category away.
+
+# %%
+canonical_view = views[views.kind == "grid"].view_id.iloc[1]
+plots.plot_category_samples(layout, objects, canonical_view);
+
+# %%
+display(objects[objects.status == "ok"].groupby("category").head(2)[["object_id", "category", "split", "caption"]]
+        .reset_index(drop=True))
+
+# %% [markdown]
+# ## Part-label masks
+# Each view has a mask: 0 = background, k = the k-th part of the object's category
+# (for Objaverse objects, 1 = the object). Later probes segment from CLIP features
+# against these labels.
+
+# %%
+grid_views = views[views.kind == "grid"].view_id
+mask_views = list(grid_views.iloc[:: max(len(grid_views) // 4, 1)][:4])
+plots.plot_mask_overlays(layout, objects, mask_views);
+
+# %% [markdown]
+# ## Failed assets
+# Objects that could not be rendered, with the reason. They are excluded downstream.
+
+# %%
+failed = objects[objects.status == "failed"][["object_id", "category", "reason"]]
+display(failed if len(failed) else Markdown("No asset failed."))

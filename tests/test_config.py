@@ -1,0 +1,115 @@
+"""Config validation: every error names the key's path and what was expected."""
+
+import pytest
+import yaml
+
+from mvclip_utils.config import ConfigError, config_from_dict, dump_config, load_config
+from mvclip_utils.runs import PARAMS_DIR
+
+from conftest import TINY, deep_update
+
+
+def error_of(overrides: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(deep_update(TINY, overrides))
+    return str(info.value)
+
+
+@pytest.mark.parametrize("name", ["default", "smoke", "objaverse_vitb32"])
+def test_shipped_params_validate(name):
+    cfg = load_config(PARAMS_DIR / f"{name}.yaml")
+    assert cfg.run_name == name
+
+
+def test_objaverse_params_match_the_seed_code():
+    cfg = load_config(PARAMS_DIR / "objaverse_vitb32.yaml")
+    assert cfg.dataset.source == "objaverse"
+    assert cfg.dataset.objaverse.annotation_categories == ["food-drink"]
+    assert (cfg.render.engine, cfg.render.resolution, cfg.render.azimuths) == ("cycles", 224, 12)
+    assert cfg.render.elevations_deg == [70.0, 40.0, 10.0]
+    assert cfg.render.distance == 1.5
+
+
+def test_default_meets_the_dataset_targets():
+    cfg = load_config(PARAMS_DIR / "default.yaml")
+    n_categories = len(cfg.dataset.procedural.categories) or 12
+    assert n_categories * cfg.dataset.procedural.objects_per_category >= 600
+    assert cfg.render.azimuths * len(cfg.render.elevations_deg) + len(cfg.render.ood_views) >= 40
+    assert cfg.render.resolution == 64
+
+
+def test_unknown_key_names_path_and_suggests():
+    msg = error_of({"render": {"resolutoin": 64}})
+    assert msg.startswith("render.resolutoin: unknown key")
+    assert "did you mean 'resolution'" in msg
+
+
+def test_unknown_top_level_key():
+    assert error_of({"renderer": {}}).startswith("renderer: unknown key (did you mean 'render'?)")
+
+
+def test_wrong_type_names_path_and_expected_type():
+    msg = error_of({"render": {"resolution": "big"}})
+    assert msg == "render.resolution: expected an integer, got str 'big'"
+
+
+def test_bool_is_not_an_integer():
+    assert "expected an integer, got bool True" in error_of({"render": {"azimuths": True}})
+
+
+def test_literal_lists_the_choices():
+    msg = error_of({"render": {"engine": "eevee"}})
+    assert msg == "render.engine: expected one of 'workbench', 'cycles', got 'eevee'"
+
+
+def test_nested_list_item_path():
+    bad_view = {"name": "x", "azimuth_deg": 0, "elevation_deg": 0, "distance": "far"}
+    msg = error_of({"render": {"ood_views": [TINY["render"]["ood_views"][0], bad_view]}})
+    assert msg.startswith("render.ood_views[1].distance: expected a number")
+
+
+def test_missing_required_key():
+    data = deep_update(TINY, {})
+    del data["run_name"]
+    with pytest.raises(ConfigError, match=r"^run_name: missing required key; expected a string"):
+        config_from_dict(data)
+
+
+def test_missing_file_names_key_and_fix(tmp_path):
+    msg = error_of({"dataset": {"objaverse": {"uids_file": str(tmp_path / "nope.txt")}}})
+    assert msg.startswith("dataset.objaverse.uids_file: file")
+    assert "does not exist" in msg and "fix the path" in msg
+
+
+def test_existing_file_is_resolved_against_the_yaml_folder(tmp_path):
+    (tmp_path / "uids.txt").write_text("abc\n")
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(deep_update(TINY, {"dataset": {"objaverse": {"uids_file": "uids.txt"}}})))
+    assert load_config(path).dataset.objaverse.uids_file == str(tmp_path / "uids.txt")
+
+
+def test_semantic_checks():
+    assert error_of({"render": {"resolution": 0}}) == "render.resolution: expected a positive value, got 0"
+    assert error_of({"dataset": {"splits": {"test": 0.9}}}).startswith("dataset.splits: expected non-negative")
+    assert "unknown category 'spaceship'" in error_of({"dataset": {"procedural": {"categories": ["spaceship"]}}})
+    assert error_of({"render": {"elevations_deg": [100]}}).startswith("render.elevations_deg[0]")
+
+
+def test_load_config_prefixes_the_file_name(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(deep_update(TINY, {"render": {"engine": 3}})))
+    with pytest.raises(ConfigError, match=r"bad\.yaml: render\.engine: expected one of"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "broken.yaml").write_text("render: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "broken.yaml")
+
+
+def test_dump_and_load_round_trip(tmp_path):
+    cfg = config_from_dict(TINY)
+    dump_config(cfg, tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")
+    assert again.to_dict() == cfg.to_dict()
+    assert again.render.ood_views[0].name == "top_down"
