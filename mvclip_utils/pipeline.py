@@ -112,6 +112,7 @@ def run_notebook(path: Path, cfg_path: Path, layout: RunLayout, kernel: str, tim
             parameters={"config_path": str(cfg_path), "run_dir": str(layout.root)},
             kernel_name=kernel, language="python", cwd=str(path.parent),
             execution_timeout=timeout_s, progress_bar=False, log_output=False,
+            coalesce_streams=True,  # one stream per cell, with progress-bar carriage returns resolved
         )
     except Exception as exc:  # PapermillExecutionError, a dead kernel, a timeout
         status, error = "failed", _error_summary(exc)

@@ -50,9 +50,10 @@ def plot_camera_positions(views: pd.DataFrame) -> plt.Figure:
 
 
 def _image_grid(images: list[list[np.ndarray]], row_labels: list[str], col_labels: list[str] | None,
-                title: str, cell: float = 1.1) -> plt.Figure:
+                title: str, cell: float = 1.1, row_notes: list[str] | None = None) -> plt.Figure:
     n_rows, n_cols = len(images), max(len(r) for r in images)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols, cell * n_rows + 0.5), squeeze=False)
+    extra = 2.2 if row_notes else 0.0
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell * n_cols + extra, cell * n_rows + 0.5), squeeze=False)
     for i, row in enumerate(images):
         for j in range(n_cols):
             ax = axes[i, j]
@@ -65,6 +66,8 @@ def _image_grid(images: list[list[np.ndarray]], row_labels: list[str], col_label
             if i == 0 and col_labels and j < len(col_labels):
                 ax.set_title(col_labels[j], fontsize=7)
         axes[i, 0].set_ylabel(row_labels[i], fontsize=8)
+        if row_notes:
+            axes[i, -1].text(1.08, 0.5, row_notes[i], transform=axes[i, -1].transAxes, va="center", fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -108,13 +111,22 @@ def overlay_mask(image: np.ndarray, mask: np.ndarray, alpha: float = 0.55) -> np
     return painted.astype(np.uint8)
 
 
+def spread_views(views: pd.DataFrame, n: int = 4) -> list[str]:
+    """`n` grid views around the object (evenly spaced azimuths) at the middle elevation."""
+    grid = views[views.kind == "grid"]
+    elevations = list(dict.fromkeys(grid.elevation_deg))
+    ring = grid[grid.elevation_deg == elevations[len(elevations) // 2]]
+    return ring.view_id.iloc[np.linspace(0, len(ring), n, endpoint=False).astype(int)].tolist()
+
+
 def plot_mask_overlays(layout: RunLayout, objects: pd.DataFrame, view_ids: list[str]) -> plt.Figure:
     """One object per category: its renders with the part-label masks overlaid, plus a legend of parts."""
     ok = objects[objects.status == "ok"].groupby("category").head(1)
     rows = [[overlay_mask(load_image(layout, r.object_id, v), load_mask(layout, r.object_id, v)) for v in view_ids]
             for r in ok.itertuples()]
-    labels = [f"{r.category}\n" + ", ".join(f"{k + 1}:{p}" for k, p in enumerate(r.part_names)) for r in ok.itertuples()]
-    fig = _image_grid(rows, labels, view_ids, "Part-label masks overlaid (colour = part label)", cell=1.3)
+    notes = ["\n".join(f"{k + 1}: {p}" for k, p in enumerate(r.part_names)) for r in ok.itertuples()]
+    fig = _image_grid(rows, list(ok.category), view_ids, "Part-label masks overlaid (colour = part label)", cell=1.3,
+                      row_notes=notes)
     n_labels = max(len(p) for p in ok.part_names)
     colours = plt.get_cmap("tab10")(np.arange(n_labels) % 10)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[k]) for k in range(n_labels)]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .config import RenderConfig
 from .runs import RunLayout, atomic_write_text
@@ -454,7 +454,7 @@ def render_jobs(jobs: list[RenderJob], layout: RunLayout, cfg: RenderConfig, vie
         tasks.close()
 
     bar = tqdm(total=len(todo), desc=f"rendering {len(views)} views/object", unit="obj", disable=not progress,
-               smoothing=0.1)
+               smoothing=0.1, mininterval=1.0)
     try:
         for _ in range(n_workers):
             start_worker()

@@ -108,9 +108,7 @@ display(objects[objects.status == "ok"].groupby("category").head(2)[["object_id"
 # against these labels.
 
 # %%
-grid_views = views[views.kind == "grid"].view_id
-mask_views = list(grid_views.iloc[:: max(len(grid_views) // 4, 1)][:4])
-plots.plot_mask_overlays(layout, objects, mask_views);
+plots.plot_mask_overlays(layout, objects, plots.spread_views(views, 4));
 
 # %% [markdown]
 # ## Failed assets

@@ -1,0 +1,104 @@
+"""The papermill runner: real notebook runs, HTML reports, the index, and failures."""
+
+import json
+import re
+
+import nbformat
+import pytest
+
+from mvclip_utils.pipeline import discover_notebooks, parse_only
+from mvclip_utils.runs import PARAMS_DIR
+
+from conftest import run_module, write_config
+
+NOTEBOOK_HEADER = """# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% tags=["parameters"]
+config_path = ""
+run_dir = None
+
+"""
+
+
+def write_notebook(folder, name, body):
+    (folder / name).write_text(NOTEBOOK_HEADER + "# %%\n" + body + "\n")
+
+
+def test_discover_and_only(tmp_path):
+    for name in ["01_a.py", "02_b.py", "04_d.py", "helper.py", "1_bad.py"]:
+        (tmp_path / name).write_text("")
+    found = discover_notebooks(tmp_path)
+    assert [p.name for p in found.values()] == ["01_a.py", "02_b.py", "04_d.py"]
+    assert parse_only(None, found) == [1, 2, 4]
+    assert parse_only("01,04-07", found) == [1, 4]
+    assert parse_only("2-4", found) == [2, 4]
+    with pytest.raises(ValueError, match="selects no notebook; available: 01_a, 02_b, 04_d"):
+        parse_only("09", found)
+    with pytest.raises(ValueError, match="cannot read 'x'"):
+        parse_only("01,x", found)
+
+
+def test_repository_notebooks_are_numbered_percent_scripts():
+    found = discover_notebooks()
+    assert 1 in found
+    for path in found.values():
+        text = path.read_text()
+        assert "format_name: percent" in text and "kernelspec:" in text, path
+        assert '# %% tags=["parameters"]' in text, path
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_reports_and_index(tmp_path):
+    run_dir = tmp_path / "smoke"
+    result = run_module("mvclip_utils.pipeline", "--config", str(PARAMS_DIR / "smoke.yaml"), "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (run_dir / "reports" / "01_render.html").read_text()
+    assert report.count("data:image/png;base64") >= 5  # counts, cameras, view grid, samples, masks
+    assert "build_dataset(" not in report, "inputs must be hidden in reports"
+    assert "No asset failed." in report
+    assert "failed=0" in report and report.count("rendering 10 views/object") == 1, "one coalesced progress line"
+    index = (run_dir / "index.html").read_text()
+    assert re.search(r"01_render</td><td[^>]*>ok</td>", index)
+    assert 'href="reports/01_render.html"' in index and 'href="notebooks/01_render.ipynb"' in index
+    assert "run_name: smoke" in index
+    assert json.loads((run_dir / "pipeline.json").read_text())[0]["status"] == "ok"
+    assert (run_dir / "config.yaml").exists()
+    executed = nbformat.read(run_dir / "notebooks" / "01_render.ipynb", as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert str(run_dir) in injected[0].source
+
+
+@pytest.mark.slow
+def test_failing_notebook_stops_the_run_and_is_kept(tmp_path):
+    notebooks = tmp_path / "nbs"
+    notebooks.mkdir()
+    write_notebook(notebooks, "01_fine.py", "print('fine')")
+    write_notebook(notebooks, "02_broken.py", "raise ValueError('the bad thing happened')")
+    write_notebook(notebooks, "03_never.py", "print('never')")
+    config = write_config(tmp_path / "cfg.yaml")
+    run_dir = tmp_path / "run"
+    result = run_module("mvclip_utils.pipeline", "--config", str(config), "--run-dir", str(run_dir),
+                        "--notebooks-dir", str(notebooks), "--kernel", "python3")
+    assert result.returncode == 1
+    assert "notebook 02_broken failed: ValueError: the bad thing happened" in result.stderr
+    executed = (run_dir / "notebooks" / "02_broken.ipynb").read_text()
+    assert "Traceback" in executed or "ValueError" in executed
+    assert not (run_dir / "notebooks" / "03_never.ipynb").exists()
+    index = (run_dir / "index.html").read_text()
+    assert re.search(r"02_broken</td><td[^>]*>failed</td>", index)
+    assert re.search(r"03_never</td><td[^>]*>not run</td>", index)
+    assert 'href="notebooks/02_broken.ipynb"' in index and "the bad thing happened" in index
+
+
+def test_bad_config_fails_before_any_work(tmp_path):
+    config = write_config(tmp_path / "cfg.yaml", {"render": {"engine": "eevee"}})
+    result = run_module("mvclip_utils.pipeline", "--config", str(config), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert "render.engine: expected one of 'workbench', 'cycles', got 'eevee'" in result.stderr
+    assert not (tmp_path / "run").exists()

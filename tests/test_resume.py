@@ -1,0 +1,121 @@
+"""Interrupted runs: no partial files, and only unfinished objects are redone."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from mvclip_utils.config import load_config
+from mvclip_utils.dataset import build_dataset
+from mvclip_utils.runs import RunLayout
+
+from conftest import REPO, write_config
+
+pytestmark = pytest.mark.slow
+
+# 24 objects x 38 views (12 x 3 grid + the 2 ood views of the tiny config) at 48 px: long enough (several seconds) to interrupt.
+LONGER = {"dataset": {"procedural": {"categories": ["mug", "chair", "car", "house", "lamp", "bottle"],
+                                     "objects_per_category": 4}},
+          "render": {"resolution": 48, "azimuths": 12, "elevations_deg": [70, 40, 10]}}
+
+
+N_VIEWS = 38
+
+
+def start_build(config: Path, run_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mvclip_utils.dataset", "--config", str(config),
+                             "--run-dir", str(run_dir), "--quiet"], cwd=REPO, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_statuses(run_dir: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    status_dir = RunLayout(run_dir).render_status
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if status_dir.exists() and len(list(status_dir.glob("*.json"))) >= n:
+            return
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.02)
+    raise TimeoutError(f"fewer than {n} objects finished in {timeout} s")
+
+
+def render_workers(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children
+            if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
+            and b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def assert_no_partial_files(layout: RunLayout, n_views: int) -> set[str]:
+    """Every PNG in place is complete; every object with a status has all its views."""
+    for png in list(layout.images.glob("*/*.png")) + list(layout.masks.glob("*/*.png")):
+        Image.open(png).load()  # raises on a truncated file
+    finished = {p.stem for p in layout.render_status.glob("*.json")}
+    for oid in finished:
+        if json.loads(layout.status_path(oid).read_text())["status"] != "ok":
+            assert not layout.image_dir(oid).exists() and not layout.mask_dir(oid).exists()
+            continue
+        assert len(list(layout.image_dir(oid).glob("*.png"))) == n_views
+        assert len(list(layout.mask_dir(oid).glob("*.png"))) == n_views
+    assert not list(layout.images.glob("*/.*")), "temp files left in the final folders"
+    return finished
+
+
+def test_killed_run_resumes_with_only_unfinished_objects(tmp_path):
+    config = write_config(tmp_path / "cfg.yaml", LONGER)
+    run_dir = tmp_path / "run"
+    proc = start_build(config, run_dir)
+    wait_for_statuses(run_dir, 4, proc)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole run, workers included, mid-object
+    proc.wait()
+    layout = RunLayout(run_dir)
+    finished = assert_no_partial_files(layout, N_VIEWS)
+    assert 4 <= len(finished) < 24, "the run must have been interrupted mid-way"
+    before = {oid: layout.status_path(oid).stat().st_mtime_ns for oid in finished}
+
+    objects, summary = build_dataset(load_config(config), layout, progress=False)
+    assert summary.skipped == len(finished)
+    assert summary.rendered == 24 - len(finished)
+    assert {oid: layout.status_path(oid).stat().st_mtime_ns for oid in finished} == before
+    assert (objects.status == "ok").all()
+    assert_no_partial_files(layout, N_VIEWS)
+    assert not list(layout.staging.glob("*"))
+
+
+def test_a_killed_worker_is_replaced_and_its_object_retried(tmp_path):
+    config = write_config(tmp_path / "cfg.yaml", LONGER)
+    run_dir = tmp_path / "run"
+    proc = start_build(config, run_dir)
+    wait_for_statuses(run_dir, 2, proc)
+    workers = render_workers(proc.pid)
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["ok"] == 24 and summary["failed"] == 0
+    objects = pd.read_parquet(RunLayout(run_dir).objects_table)
+    assert (objects.status == "ok").all()
+
+
+def test_an_object_that_keeps_killing_its_worker_is_recorded_failed(tmp_path):
+    config = write_config(tmp_path / "cfg.yaml", {**LONGER, "render": {**LONGER["render"], "max_attempts": 1}})
+    run_dir = tmp_path / "run"
+    proc = start_build(config, run_dir)
+    wait_for_statuses(run_dir, 2, proc)
+    os.kill(render_workers(proc.pid)[0], signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    objects = pd.read_parquet(RunLayout(run_dir).objects_table)
+    failed = objects[objects.status == "failed"]
+    assert len(failed) == 1 and (objects.status == "ok").sum() == 23
+    assert failed.reason.iloc[0] == "worker process died (exit code -9) 1 times while rendering it"
+    assert_no_partial_files(RunLayout(run_dir), N_VIEWS)
