@@ -353,7 +353,7 @@ def _worker_main(worker_id: int, tasks: mp.Queue, results: mp.Queue, cfg: Render
             _commit_object(layout, job, staging, record)
         except Exception as exc:  # a broken asset is recorded and the run goes on
             shutil.rmtree(staging, ignore_errors=True)
-            record = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}",
+            record = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}".strip(),
                       "traceback": traceback.format_exc(limit=5), "seconds": time.perf_counter() - start}
             write_status(layout, job, record)
         done += 1
