@@ -184,6 +184,7 @@ class _SceneRenderer:
         render.image_settings.file_format = "PNG"
         render.image_settings.color_mode = "RGBA"
         render.image_settings.color_depth = "8"
+        render.image_settings.compression = 0  # raw frames are read back at once: skip zlib
         scene.view_settings.view_transform = "Standard"
         light_turn = float(rng.uniform(-math.pi, math.pi) * cfg.light_jitter)
         light_gain = float(np.exp(rng.uniform(-0.5, 0.5) * cfg.light_jitter))
@@ -393,9 +394,11 @@ def _is_finished(layout: RunLayout, job: RenderJob) -> bool:
     if not path.exists():
         return False
     try:
-        return json.loads(path.read_text()).get("fingerprint") == job.fingerprint
+        record = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
+    # A crashed worker may be bad luck rather than a bad asset: try such objects again on a rerun.
+    return record.get("fingerprint") == job.fingerprint and not record.get("retry_on_rerun", False)
 
 
 def pending_jobs(layout: RunLayout, jobs: Iterable[RenderJob]) -> list[RenderJob]:
@@ -433,6 +436,7 @@ def render_jobs(jobs: list[RenderJob], layout: RunLayout, cfg: RenderConfig, vie
     workers: dict[int, tuple[mp.Process, mp.Queue]] = {}
     assigned: dict[int, RenderJob | None] = {}
     next_id = 0
+    deaths_in_a_row = 0
     counts = {"ok": 0, "failed": 0}
     n_workers = min(cfg.workers, len(todo))
 
@@ -470,6 +474,7 @@ def render_jobs(jobs: list[RenderJob], layout: RunLayout, cfg: RenderConfig, vie
                 wid = None
             if wid is not None and wid in workers:
                 assigned[wid] = None
+                deaths_in_a_row = 0
                 counts[status] += 1
                 bar.update(1)
                 bar.set_postfix(failed=counts["failed"],
@@ -484,13 +489,18 @@ def render_jobs(jobs: list[RenderJob], layout: RunLayout, cfg: RenderConfig, vie
                     continue
                 job = assigned.get(wid)
                 stop_worker(wid)
+                deaths_in_a_row += 1
+                if deaths_in_a_row > 2 * n_workers + 2:
+                    raise RuntimeError(
+                        f"render workers keep dying (last exit code {proc.exitcode}) without finishing an object; "
+                        f"see what Blender printed in {layout.render_logs}")
                 if job is not None:  # the worker died while rendering this object
                     attempts[job.object_id] = attempts.get(job.object_id, 0) + 1
                     if attempts[job.object_id] < cfg.max_attempts:
                         queue_of_jobs.insert(0, job)
                     else:
                         write_status(layout, job, {
-                            "status": "failed", "seconds": 0.0,
+                            "status": "failed", "seconds": 0.0, "retry_on_rerun": True,
                             "reason": f"worker process died (exit code {proc.exitcode}) "
                                       f"{attempts[job.object_id]} times while rendering it"})
                         shutil.rmtree(layout.staging / job.object_id, ignore_errors=True)

@@ -1,0 +1,57 @@
+"""Render throughput on this machine, measured in one run so the ratios are comparable.
+
+    python benchmarks/render.py [--objects-per-category 3] [--workers 2]
+
+Prints images/s (RGB + mask per view) for the default settings (Workbench, 64 px,
+12 x 3 grid + 6 ood views), for Cycles at the same size, and for persistent workers
+against one fresh process per object (what a naive per-object subprocess would do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+from pathlib import Path
+
+from mvclip_utils.cameras import views_table
+from mvclip_utils.config import RenderConfig
+from mvclip_utils.objects import CATEGORIES, make_objects
+from mvclip_utils.render import RenderJob, render_jobs
+from mvclip_utils.runs import RunLayout
+
+
+def measure(label: str, cfg: RenderConfig, jobs: list[RenderJob], fresh: bool = False) -> float:
+    views = views_table(cfg)
+    records = [{"view_id": r.view_id, "camera_to_world": r.camera_to_world} for r in views.itertuples()]
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = render_jobs(jobs, RunLayout(Path(tmp)), cfg, records, seed=0, progress=False,
+                              fresh_worker_per_object=fresh)
+    assert summary.failed == 0, f"{label}: {summary.failed} objects failed"
+    rate = summary.images_per_second
+    print(f"{label:<46} {summary.rendered:>4} objects x {len(views)} views  {summary.seconds:6.1f} s  "
+          f"{rate:7.1f} images/s")
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--objects-per-category", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    specs = make_objects(None, args.objects_per_category, seed=0)
+    jobs = [RenderJob(s.object_id, spec_json=s.to_json(), n_labels=len(s.part_names)) for s in specs]
+    one_each = jobs[:: args.objects_per_category]  # one object per category
+    default = RenderConfig(workers=args.workers)
+    print(f"{len(CATEGORIES)} categories, {args.workers} workers\n")
+    workbench = measure("workbench 64 px (default), persistent workers", default, jobs)
+    fresh = measure("workbench 64 px, one process per object", default, jobs, fresh=True)
+    cycles = measure("cycles 64 px, 16 samples", dataclasses.replace(default, engine="cycles"), one_each)
+    print(f"\npersistent workers / one process per object: {workbench / fresh:5.2f}x")
+    print(f"workbench / cycles:                          {workbench / cycles:5.2f}x")
+    n_default = 12 * 56 * 42
+    print(f"default dataset ({n_default} images) at this rate: {n_default / workbench / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
