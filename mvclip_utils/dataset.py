@@ -113,6 +113,20 @@ def build_dataset(cfg: RunConfig, layout: RunLayout, progress: bool = True) -> t
     return objects, summary
 
 
+def describe_build(cfg: RunConfig, objects: pd.DataFrame, views: pd.DataFrame, summary: RenderSummary) -> str:
+    """A markdown paragraph: what the dataset is and what this build did."""
+    n_grid, n_ood = int((views.kind == "grid").sum()), int((views.kind == "ood").sum())
+    statuses = objects.status.value_counts()
+    work = (f"this run rendered {summary.rendered} objects ({summary.images} views) in {summary.seconds:.0f} s, "
+            f"{summary.images_per_second:.0f} images/s with {cfg.render.workers} workers, and skipped "
+            f"{summary.skipped} already finished" if summary.rendered + summary.failed
+            else f"nothing to render: all {summary.skipped} objects were already finished")
+    return (f"**Source:** `{cfg.dataset.source}` · **engine:** `{cfg.render.engine}` at {cfg.render.resolution} px · "
+            f"**views per object:** {len(views)} ({n_grid} grid + {n_ood} ood)\n\n"
+            f"**Objects:** {len(objects)} ({statuses.get('ok', 0)} rendered, {statuses.get('failed', 0)} failed) · "
+            f"{work}.")
+
+
 def load_objects(layout: RunLayout) -> pd.DataFrame:
     if not layout.objects_table.exists():
         raise FileNotFoundError(f"{layout.objects_table} is missing: run notebook 01_render first "

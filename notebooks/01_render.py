@@ -30,12 +30,11 @@ config_path = "../params/default.yaml"
 run_dir = None
 
 # %%
-import pandas as pd
 from IPython.display import Markdown, display
 
 from mvclip_utils import plots
 from mvclip_utils.config import load_config
-from mvclip_utils.dataset import build_dataset, load_views
+from mvclip_utils.dataset import build_dataset, describe_build, load_views
 from mvclip_utils.runs import RunLayout
 
 cfg = load_config(config_path)
@@ -51,15 +50,7 @@ layout.root.mkdir(parents=True, exist_ok=True)
 # %%
 objects, summary = build_dataset(cfg, layout)
 views = load_views(layout)
-n_ok = int((objects.status == "ok").sum())
-display(Markdown(
-    f"**Source:** `{cfg.dataset.source}` · **engine:** `{cfg.render.engine}` at {cfg.render.resolution} px · "
-    f"**views per object:** {len(views)} ({(views.kind == 'grid').sum()} grid + {(views.kind == 'ood').sum()} ood)\n\n"
-    f"**Objects:** {len(objects)} ({n_ok} rendered, {(objects.status == 'failed').sum()} failed) · "
-    f"this run rendered {summary.rendered} and skipped {summary.skipped} already finished, "
-    f"{summary.images} images in {summary.seconds:.0f} s "
-    f"({summary.images_per_second:.0f} images/s with {cfg.render.workers} workers)."
-))
+display(Markdown(describe_build(cfg, objects, views, summary)))
 
 # %% [markdown]
 # ## Objects per category and split
@@ -113,6 +104,8 @@ plots.plot_mask_overlays(layout, objects, plots.spread_views(views, 4));
 # %% [markdown]
 # ## Failed assets
 # Objects that could not be rendered, with the reason. They are excluded downstream.
+# A rerun skips them, except those whose render worker crashed; delete an object's
+# `dataset/status/<object_id>.json` to force a retry.
 
 # %%
 failed = objects[objects.status == "failed"][["object_id", "category", "reason"]]
