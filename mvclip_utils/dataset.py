@@ -113,6 +113,15 @@ def build_dataset(cfg: RunConfig, layout: RunLayout, progress: bool = True) -> t
     return objects, summary
 
 
+def canonical_view_id(views: pd.DataFrame, azimuth_deg: float = 30.0) -> str:
+    """A front three-quarter view: the grid view at the middle elevation nearest `azimuth_deg`."""
+    grid = views[views.kind == "grid"]
+    elevations = list(dict.fromkeys(grid.elevation_deg))
+    ring = grid[grid.elevation_deg == elevations[len(elevations) // 2]]
+    gap = (ring.azimuth_deg - azimuth_deg + 180) % 360 - 180
+    return ring.view_id.iloc[int(np.argmin(np.abs(gap.to_numpy())))]
+
+
 def describe_build(cfg: RunConfig, objects: pd.DataFrame, views: pd.DataFrame, summary: RenderSummary) -> str:
     """A markdown paragraph: what the dataset is and what this build did."""
     n_grid, n_ood = int((views.kind == "grid").sum()), int((views.kind == "ood").sum())

@@ -468,11 +468,18 @@ def render_jobs(jobs: list[RenderJob], layout: RunLayout, cfg: RenderConfig, vie
                     job = queue_of_jobs.pop(0)
                     assigned[wid] = job
                     workers[wid][1].put(asdict(job))
+            # Drain every finished result before looking for dead workers, so a worker that
+            # retired (or was killed) right after reporting is not taken for a crash.
+            reports = []
             try:
-                wid, object_id, status, retire = results.get(timeout=0.5)
+                reports.append(results.get(timeout=0.5))
+                while True:
+                    reports.append(results.get_nowait())
             except queue.Empty:
-                wid = None
-            if wid is not None and wid in workers:
+                pass
+            for wid, object_id, status, retire in reports:
+                if wid not in workers or assigned[wid] is None or assigned[wid].object_id != object_id:
+                    continue  # a stale report from a worker already written off
                 assigned[wid] = None
                 deaths_in_a_row = 0
                 counts[status] += 1

@@ -34,7 +34,7 @@ from IPython.display import Markdown, display
 
 from mvclip_utils import plots
 from mvclip_utils.config import load_config
-from mvclip_utils.dataset import build_dataset, describe_build, load_views
+from mvclip_utils.dataset import build_dataset, canonical_view_id, describe_build, load_views
 from mvclip_utils.runs import RunLayout
 
 cfg = load_config(config_path)
@@ -85,8 +85,7 @@ plots.plot_view_grid(layout, views, example.object_id, example.caption);
 # category, so neither colour nor size alone gives the category away.
 
 # %%
-canonical_view = views[views.kind == "grid"].view_id.iloc[1]
-plots.plot_category_samples(layout, objects, canonical_view);
+plots.plot_category_samples(layout, objects, canonical_view_id(views));
 
 # %%
 display(objects[objects.status == "ok"].groupby("category").head(2)[["object_id", "category", "split", "caption"]]

@@ -5,6 +5,7 @@ import pytest
 
 from mvclip_utils.cameras import camera_position, camera_to_world, project_points, views_table
 from mvclip_utils.config import RenderConfig
+from mvclip_utils.dataset import canonical_view_id
 
 from conftest import make_config
 
@@ -50,6 +51,11 @@ def test_views_table_grid_then_ood():
     assert views[views.kind == "ood"].view_id.tolist() == ["ood_top_down", "ood_below"]
     pose = np.array(views.camera_to_world.iloc[5]).reshape(4, 4)
     np.testing.assert_allclose(pose, camera_to_world(90, 10, 1.5))
+
+
+def test_canonical_view_is_a_front_three_quarter_view():
+    assert canonical_view_id(views_table(RenderConfig())) == "el+40_az030"
+    assert canonical_view_id(views_table(make_config().render)) == "el+10_az000"  # 4 azimuths: nearest to 30
 
 
 def test_default_views_are_the_seed_grid_plus_ood():
