@@ -34,6 +34,7 @@ class NotebookResult:
     status: str  # ok | failed | not run
     seconds: float
     error: str = ""
+    finished_at: str = ""
 
 
 def discover_notebooks(notebooks_dir: Path = NOTEBOOKS_DIR) -> dict[int, Path]:
@@ -119,7 +120,7 @@ def run_notebook(path: Path, cfg_path: Path, layout: RunLayout, kernel: str, tim
     seconds = time.perf_counter() - start
     if executed.exists():
         write_report(executed, layout.report(stem))
-    return NotebookResult(number, stem, status, seconds, error)
+    return NotebookResult(number, stem, status, seconds, error, time.strftime("%Y-%m-%d %H:%M:%S"))
 
 
 def write_index(layout: RunLayout, cfg: RunConfig, results: list[NotebookResult]) -> None:
@@ -134,7 +135,8 @@ def write_index(layout: RunLayout, cfg: RunConfig, results: list[NotebookResult]
         colour = {"ok": "#2e7d32", "failed": "#c62828"}.get(r.status, "#757575")
         rows.append(
             f"<tr><td>{r.stem}</td><td style='color:{colour};font-weight:bold'>{r.status}</td>"
-            f"<td>{r.seconds:.1f} s</td><td>{links}</td><td><code>{html.escape(r.error)}</code></td></tr>"
+            f"<td>{r.seconds:.1f} s</td><td>{r.finished_at}</td><td>{links}</td>"
+            f"<td><code>{html.escape(r.error)}</code></td></tr>"
         )
     config_text = layout.config.read_text() if layout.config.exists() else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>mvclip run {html.escape(cfg.run_name)}</title>
@@ -142,7 +144,7 @@ def write_index(layout: RunLayout, cfg: RunConfig, results: list[NotebookResult]
 pre{{background:#f5f5f5;padding:1em}}</style></head><body>
 <h1>mvclip run <code>{html.escape(cfg.run_name)}</code></h1>
 <p>Updated {time.strftime('%Y-%m-%d %H:%M:%S')} from <code>{html.escape(str(cfg.source_path))}</code>.</p>
-<table><tr><th>notebook</th><th>status</th><th>wall time</th><th>links</th><th>error</th></tr>
+<table><tr><th>notebook</th><th>status</th><th>wall time</th><th>finished</th><th>links</th><th>error</th></tr>
 {''.join(rows)}</table>
 <h2>Config used</h2><pre>{html.escape(config_text)}</pre></body></html>"""
     atomic_write_text(layout.index_html, page)
@@ -160,16 +162,31 @@ def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None, onl
     layout.root.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, layout.config)
     kernel = kernel or resolve_kernel()
-    results = [NotebookResult(n, available[n].stem, "not run", 0.0) for n in selected]
-    write_index(layout, cfg, results)
-    for i, number in enumerate(selected):
+    # The index covers every notebook: those not selected this time keep their earlier result.
+    earlier = _earlier_results(layout)
+    table = {n: earlier.get(available[n].stem, NotebookResult(n, available[n].stem, "not run", 0.0))
+             for n in available}
+    for n in selected:
+        table[n] = NotebookResult(n, available[n].stem, "not run", 0.0)
+    write_index(layout, cfg, list(table.values()))
+    results = []
+    for number in selected:
         print(f"[mvclip] running {available[number].stem} ...", flush=True)
-        results[i] = run_notebook(available[number], cfg_path, layout, kernel, cfg.pipeline.notebook_timeout_s)
-        write_index(layout, cfg, results)
-        print(f"[mvclip] {results[i].stem}: {results[i].status} in {results[i].seconds:.1f} s", flush=True)
-        if results[i].status != "ok":
+        result = run_notebook(available[number], cfg_path, layout, kernel, cfg.pipeline.notebook_timeout_s)
+        results.append(result)
+        table[number] = result
+        write_index(layout, cfg, list(table.values()))
+        print(f"[mvclip] {result.stem}: {result.status} in {result.seconds:.1f} s", flush=True)
+        if result.status != "ok":
             break
     return results
+
+
+def _earlier_results(layout: RunLayout) -> dict[str, NotebookResult]:
+    try:
+        return {r["stem"]: NotebookResult(**r) for r in json.loads(layout.pipeline_log.read_text())}
+    except (OSError, ValueError, TypeError):
+        return {}
 
 
 def main(argv: list[str] | None = None) -> int:

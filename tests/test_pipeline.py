@@ -95,6 +95,16 @@ def test_failing_notebook_stops_the_run_and_is_kept(tmp_path):
     assert re.search(r"03_never</td><td[^>]*>not run</td>", index)
     assert 'href="notebooks/02_broken.ipynb"' in index and "the bad thing happened" in index
 
+    # Rerunning one notebook keeps the others' earlier lines in the index.
+    write_notebook(notebooks, "02_broken.py", "print('mended')")
+    result = run_module("mvclip_utils.pipeline", "--config", str(config), "--run-dir", str(run_dir),
+                        "--notebooks-dir", str(notebooks), "--kernel", "python3", "--only", "02")
+    assert result.returncode == 0, result.stderr[-2000:]
+    index = (run_dir / "index.html").read_text()
+    assert re.search(r"01_fine</td><td[^>]*>ok</td>", index)
+    assert re.search(r"02_broken</td><td[^>]*>ok</td>", index)
+    assert re.search(r"03_never</td><td[^>]*>not run</td>", index)
+
 
 def test_bad_config_fails_before_any_work(tmp_path):
     config = write_config(tmp_path / "cfg.yaml", {"render": {"engine": "eevee"}})
