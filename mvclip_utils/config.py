@@ -97,6 +97,49 @@ class RenderConfig:
     max_attempts: int = 2  # an object whose worker dies this often is recorded as failed
 
 
+TINY_MODEL = "mvclip-tiny"
+
+
+@dataclass
+class PretrainConfig:
+    """Pretraining of the tiny offline CLIP (only used when backbone.model is mvclip-tiny and pretrained is empty)."""
+
+    # canonical: ONE view per pretrain object, the stand-in for single-view web data;
+    # all: every grid view, the compute-matched control.
+    views: Literal["canonical", "all"] = "canonical"
+    canonical_view: str = ""  # empty = the front three-quarter view (middle elevation, azimuth ~30 deg)
+    caption_templates: list[str] = field(default_factory=lambda: [
+        "{}", "a photo of {}", "a rendering of {}", "a picture of {}", "an image of {}"])
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 50
+    torch_threads: int = 1
+    seed: int = 0
+
+
+@dataclass
+class BackboneConfig:
+    # Any open_clip model name (ViT-B-32, RN50, ...), hf-hub:org/repo, or the embedded mvclip-tiny.
+    model: str = TINY_MODEL
+    # An open_clip pretrained tag (openai, laion2b_s34b_b79k, ...) or a local checkpoint file;
+    # empty with mvclip-tiny = pretrain it here on the run's pretrain split.
+    pretrained: str = ""
+    precision: Literal["auto", "fp32", "amp"] = "auto"  # auto = mixed precision on CUDA, fp32 on the CPU
+    device: str = "auto"  # auto = cuda when available
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+
+@dataclass
+class EmbedConfig:
+    batch_size: int = 256
+    loader_workers: int = 2
+    # Category prompts, averaged over templates as CLIP does for zero-shot classification.
+    prompt_templates: list[str] = field(default_factory=lambda: [
+        "a photo of a {}", "a rendering of a {}", "a picture of a {}", "a {}", "an image of a {}"])
+
+
 @dataclass
 class PipelineConfig:
     notebook_timeout_s: int = 3600
@@ -108,6 +151,8 @@ class RunConfig:
     seed: int = 0
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     source_path: Optional[str] = field(default=None, metadata={"internal": True})
 
@@ -227,6 +272,24 @@ def _check_semantics(cfg: RunConfig) -> None:
             _fail(f"render.ood_views[{i}].elevation_deg", f"expected degrees in [-90, 90], got {v.elevation_deg}")
         if v.distance <= 0:
             _fail(f"render.ood_views[{i}].distance", f"expected a positive distance, got {v.distance}")
+    p = cfg.backbone.pretrain
+    for key, value in {"backbone.pretrain.steps": p.steps, "backbone.pretrain.batch_size": p.batch_size,
+                       "backbone.pretrain.lr": p.lr, "backbone.pretrain.torch_threads": p.torch_threads,
+                       "embed.batch_size": cfg.embed.batch_size}.items():
+        if value <= 0:
+            _fail(key, f"expected a positive value, got {value}")
+    for key, templates in {"backbone.pretrain.caption_templates": p.caption_templates,
+                           "embed.prompt_templates": cfg.embed.prompt_templates}.items():
+        if not templates or any("{}" not in t for t in templates):
+            _fail(key, f"expected templates that each contain '{{}}', got {templates}")
+    pretrained = cfg.backbone.pretrained
+    if pretrained and ("/" in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors"))):
+        if not Path(pretrained).is_file():
+            _fail("backbone.pretrained", f"checkpoint file {pretrained!r} does not exist; give an existing file "
+                                         "or an open_clip pretrained tag such as 'openai'")
+    if cfg.backbone.model != TINY_MODEL and not pretrained and not cfg.backbone.model.startswith("hf-hub:"):
+        _fail("backbone.pretrained", f"model {cfg.backbone.model!r} needs pretrained weights: an open_clip tag "
+                                     "(e.g. 'openai') or a checkpoint file")
     names = [v.name for v in r.ood_views]
     if len(set(names)) != len(names):
         _fail("render.ood_views", f"view names must be unique, got {names}")
@@ -246,6 +309,10 @@ def config_from_dict(data: Any, base_dir: Path | str = ".", source_path: str | N
     """Validate a parsed YAML mapping; raises `ConfigError` naming the bad key."""
     cfg = _build(RunConfig, data, "", Path(base_dir))
     cfg.source_path = source_path
+    pretrained = cfg.backbone.pretrained
+    if pretrained and ("/" in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors"))) \
+            and not pretrained.startswith("hf-hub:"):
+        cfg.backbone.pretrained = str((Path(base_dir) / pretrained).resolve())
     _check_semantics(cfg)
     return cfg
 

@@ -159,6 +159,30 @@ def load_mask(layout: RunLayout, object_id: str, view_id: str) -> np.ndarray:
     return np.asarray(Image.open(layout.mask_path(object_id, view_id)))
 
 
+def load_images(layout: RunLayout, object_ids: list[str], view_ids: list[str]) -> np.ndarray:
+    """uint8 [N, V, H, W, 3]: every listed view of every listed object."""
+    first = load_image(layout, object_ids[0], view_ids[0])
+    out = np.empty((len(object_ids), len(view_ids), *first.shape), dtype=np.uint8)
+    for i, oid in enumerate(object_ids):
+        for j, vid in enumerate(view_ids):
+            out[i, j] = load_image(layout, oid, vid)
+    return out
+
+
+def dataset_fingerprint(layout: RunLayout) -> str:
+    """Changes whenever the rendered dataset does (objects, captions, splits, render settings, views)."""
+    import hashlib
+
+    objects = load_objects(layout)
+    ok = objects[objects.status == "ok"]
+    h = hashlib.sha256()
+    h.update(pd.util.hash_pandas_object(ok[["object_id", "caption", "category", "split"]], index=False).values.tobytes())
+    for oid in ok.object_id:
+        h.update(json.loads(layout.status_path(oid).read_text()).get("fingerprint", "").encode())
+    h.update(",".join(load_views(layout).view_id).encode())
+    return h.hexdigest()[:16]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build (render) the multi-view dataset of a run config.")
     parser.add_argument("--config", required=True, help="a params/*.yaml file")

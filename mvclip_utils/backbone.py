@@ -1,0 +1,228 @@
+"""CLIP backbones through open_clip: loading, encoding, spatial features.
+
+Any open_clip model works: a model name plus a pretrained tag (`ViT-B-32` + `openai`),
+a local checkpoint file, or `hf-hub:org/repo`. The embedded default `mvclip-tiny` is a
+CLIP-architecture model registered here (one JSON in `model_configs/`, as open_clip
+registers its own) and pretrained on the run's data by notebook 02; its checkpoint
+loads through the same open_clip path as real weights, next to the compact word
+vocabulary its text tower was trained with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+
+from .config import TINY_MODEL, BackboneConfig
+from .runs import RunLayout
+
+MODEL_CONFIGS = Path(__file__).resolve().parent / "model_configs"
+open_clip.add_model_config(MODEL_CONFIGS)
+
+
+class BackboneLoadError(RuntimeError):
+    """A backbone that cannot be loaded; the message names the model, the tag and the fixes."""
+
+
+class CaptionTokenizer:
+    """Word-level tokenizer over a compact vocabulary, in open_clip's calling convention.
+
+    Ids: 0 = padding, 1 = unknown word, 2.. = words, then start-of-text and end-of-text
+    as the two largest ids of the text tower's vocabulary: open_clip pools the text
+    at the position of the largest token id, so end-of-text must stay the largest.
+    """
+
+    def __init__(self, words: list[str], vocab_size: int, context_length: int):
+        if len(words) + 4 > vocab_size:
+            raise ValueError(f"{len(words)} words do not fit a text vocabulary of {vocab_size} ids")
+        self.words = list(words)
+        self.vocab_size, self.context_length = vocab_size, context_length
+        self.sot_token_id, self.eot_token_id = vocab_size - 2, vocab_size - 1
+        self.index = {w: i + 2 for i, w in enumerate(self.words)}
+
+    @staticmethod
+    def split(text: str) -> list[str]:
+        return re.findall(r"[a-z0-9]+", text.lower())
+
+    @classmethod
+    def from_texts(cls, texts: list[str], vocab_size: int, context_length: int) -> "CaptionTokenizer":
+        words = sorted({w for t in texts for w in cls.split(t)})
+        return cls(words, vocab_size, context_length)
+
+    def __call__(self, texts: str | list[str], context_length: int | None = None) -> torch.LongTensor:
+        texts = [texts] if isinstance(texts, str) else texts
+        ctx = context_length or self.context_length
+        out = torch.zeros(len(texts), ctx, dtype=torch.long)
+        for row, text in enumerate(texts):
+            ids = [self.sot_token_id] + [self.index.get(w, 1) for w in self.split(text)][: ctx - 2] + [self.eot_token_id]
+            out[row, : len(ids)] = torch.tensor(ids)
+        return out
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps({"words": self.words, "vocab_size": self.vocab_size,
+                                    "context_length": self.context_length}, indent=0))
+
+    @classmethod
+    def load(cls, path: Path) -> "CaptionTokenizer":
+        data = json.loads(Path(path).read_text())
+        return cls(data["words"], data["vocab_size"], data["context_length"])
+
+
+@dataclass
+class Backbone:
+    model: torch.nn.Module
+    preprocess: Callable  # PIL image -> tensor, open_clip's eval transform
+    tokenizer: Callable
+    device: torch.device
+    use_amp: bool
+    name: str  # e.g. "ViT-B-32 / openai" — what reports print
+    slug: str  # file-name form, e.g. "ViT-B-32_openai"
+    identity: str  # changes whenever the weights do (cache key)
+
+    @property
+    def image_size(self) -> int:
+        size = self.model.visual.image_size
+        return size[0] if isinstance(size, (tuple, list)) else int(size)
+
+    @property
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        cfg = getattr(self.model.visual, "preprocess_cfg", {}) or {}
+        return (tuple(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)), tuple(cfg.get("std", open_clip.OPENAI_DATASET_STD)))
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.float16) if self.use_amp else contextlib.nullcontext()
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """L2-normalised embeddings [B, D] (float32) of preprocessed images [B, 3, H, W]."""
+        with self.autocast():
+            return F.normalize(self.model.encode_image(images.to(self.device)).float(), dim=-1)
+
+    @torch.no_grad()
+    def encode_texts(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+        """L2-normalised embeddings [N, D] (float32) of texts."""
+        out = []
+        for i in range(0, len(texts), batch_size):
+            tokens = self.tokenizer(texts[i: i + batch_size]).to(self.device)
+            with self.autocast():
+                out.append(F.normalize(self.model.encode_text(tokens).float(), dim=-1))
+        return torch.cat(out) if out else torch.empty(0)
+
+    def uint8_to_input(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, H, W, 3] -> normalised float [B, 3, S, S] at the model's input size (tensor path)."""
+        x = images.permute(0, 3, 1, 2).float().div(255)
+        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bicubic", align_corners=False)
+        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in self.normalisation)
+        return (x - mean) / std
+
+
+def resolve_device(setting: str = "auto") -> torch.device:
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def tiny_checkpoint(layout: RunLayout) -> Path:
+    return layout.backbone / f"{TINY_MODEL}.pt"
+
+
+def tiny_vocabulary(layout: RunLayout) -> Path:
+    return layout.backbone / f"{TINY_MODEL}-vocab.json"
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def create_tiny_model() -> tuple[torch.nn.Module, Callable]:
+    """A randomly initialised mvclip-tiny and its eval transform (for pretraining)."""
+    model, _, preprocess = open_clip.create_model_and_transforms(TINY_MODEL)
+    return model, preprocess
+
+
+def _offline_message(model: str, tag: str, exc: Exception) -> str:
+    return (f"could not load open_clip model {model!r} with pretrained {tag!r}: {exc}\n"
+            f"The weights are not in the local cache and cannot be downloaded here. Fix it by either\n"
+            f"  1. running once with network access so open_clip downloads and caches them, or\n"
+            f"  2. setting backbone.pretrained to a local checkpoint file (e.g. /data/{model}-{tag or 'weights'}.pt).")
+
+
+def load_backbone(cfg: BackboneConfig, layout: RunLayout | None = None) -> Backbone:
+    """The configured backbone, in eval mode on its device (CUDA when present, mixed precision there)."""
+    device = resolve_device(cfg.device)
+    use_amp = device.type == "cuda" and cfg.precision in ("auto", "amp")
+    if cfg.model == TINY_MODEL and not cfg.pretrained:
+        if layout is None or not tiny_checkpoint(layout).exists():
+            where = tiny_checkpoint(layout) if layout else f"backbone/{TINY_MODEL}.pt"
+            raise BackboneLoadError(f"{where} does not exist: the tiny backbone is pretrained by notebook 02_backbone "
+                                    f"(python -m mvclip_utils.pipeline --config ... --only 02)")
+        checkpoint = tiny_checkpoint(layout)
+        tag = str(checkpoint)
+    else:
+        checkpoint, tag = (Path(cfg.pretrained) if Path(cfg.pretrained).is_file() else None), cfg.pretrained
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            cfg.model, pretrained=None if cfg.model.startswith("hf-hub:") else tag, device=device)
+    except Exception as exc:  # open_clip raises RuntimeError/OSError/HF errors when offline
+        raise BackboneLoadError(_offline_message(cfg.model, tag, exc)) from exc
+    model.eval()
+    if cfg.model == TINY_MODEL:
+        vocab = tiny_vocabulary(layout) if layout and not cfg.pretrained else checkpoint.with_name(
+            f"{checkpoint.stem}-vocab.json")
+        if not vocab.exists():
+            raise BackboneLoadError(f"{vocab} is missing: an {TINY_MODEL} checkpoint needs the word vocabulary "
+                                    "it was trained with beside it")
+        tokenizer = CaptionTokenizer.load(vocab)
+        name = f"{TINY_MODEL} (pretrained here, {checkpoint.name})"
+        slug = TINY_MODEL
+    else:
+        tokenizer = open_clip.get_tokenizer(cfg.model)
+        name = f"{cfg.model} / {Path(tag).name if checkpoint else tag}"
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{cfg.model}_{Path(tag).stem if checkpoint else tag}").strip("_")
+    identity = f"{cfg.model}|{file_digest(checkpoint) if checkpoint else tag}"
+    return Backbone(model, preprocess, tokenizer, device, use_amp, name, slug, identity)
+
+
+@torch.no_grad()
+def spatial_features(backbone: Backbone, images: torch.Tensor, project: bool = True) -> torch.Tensor:
+    """Dense features [B, C, h, w] for probes.
+
+    ViT: the patch-token grid after the final LayerNorm (projected into the joint
+    embedding space when `project`). ResNet CLIP: the layer4 feature map before the
+    attention pool (RN50 at 224 px: 2048 x 7 x 7).
+    """
+    visual = backbone.model.visual
+    x = images.to(backbone.device)
+    with backbone.autocast():
+        if hasattr(visual, "attnpool"):  # open_clip ModifiedResNet
+            x = visual.stem(x)
+            for layer in (visual.layer1, visual.layer2, visual.layer3, visual.layer4):
+                x = layer(x)
+            return x.float()
+        if not hasattr(visual, "transformer"):
+            raise NotImplementedError(f"spatial features for {type(visual).__name__} towers are not implemented")
+        previous = visual.output_tokens
+        visual.output_tokens = True
+        try:
+            _, tokens = visual(x)
+        finally:
+            visual.output_tokens = previous
+        if project and visual.proj is not None:
+            tokens = tokens @ visual.proj
+        side = int(round(np.sqrt(tokens.shape[1])))
+        return tokens.float().transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)

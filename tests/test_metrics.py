@@ -1,0 +1,117 @@
+"""Closed-form metrics against brute force, and known values on constructed embeddings."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mvclip_utils import metrics
+from mvclip_utils.runs import RunLayout
+
+
+def random_embeddings(n=7, v=5, d=16, seed=0, spread=1.0):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(n, 1, d, generator=g)
+    image = F.normalize(centres + spread * torch.randn(n, v, d, generator=g), dim=-1)
+    text = F.normalize(centres[:, 0] + torch.randn(n, d, generator=g), dim=-1)
+    return image, text
+
+
+@pytest.mark.parametrize("seed,spread", [(0, 1.0), (1, 0.3), (2, 3.0)])
+def test_closed_form_agrees_with_brute_force(seed, spread):
+    image, text = random_embeddings(seed=seed, spread=spread)
+    reference = metrics.brute_force_similarity(image, text)
+    closed = {"same_object": metrics.same_object_similarity(image),
+              "cross_object": metrics.cross_object_similarity(image),
+              "text_image": metrics.text_image_similarity(image, text)}
+    for name, ref in reference.items():
+        got = closed[name]
+        assert got.pairs == ref.pairs, name
+        for field in ("mean", "pooled_std", "object_std"):
+            assert getattr(got, field) == pytest.approx(getattr(ref, field), abs=1e-5), (name, field)
+
+
+def test_chunking_does_not_change_results():
+    image, _ = random_embeddings(n=30, v=4)
+    a = metrics.cross_object_similarity(image)
+    b = metrics.cross_object_similarity(image, chunk=7)
+    assert a.mean == pytest.approx(b.mean, abs=1e-9) and a.pooled_std == pytest.approx(b.pooled_std, abs=1e-9)
+
+
+def test_known_values_on_constructed_embeddings():
+    # Two objects, every view of object 0 is e0 and of object 1 is e1: perfectly consistent,
+    # perfectly separated.
+    image = torch.zeros(2, 3, 4)
+    image[0, :, 0] = 1
+    image[1, :, 1] = 1
+    text = torch.tensor([[1.0, 0, 0, 0], [0, 0, 1.0, 0]])
+    same = metrics.same_object_similarity(image)
+    cross = metrics.cross_object_similarity(image)
+    assert (same.mean, same.pooled_std, same.pairs) == (1.0, 0.0, 12)
+    assert (cross.mean, cross.pooled_std, cross.pairs) == (0.0, 0.0, 18)
+    ti = metrics.text_image_similarity(image, text)
+    assert ti.mean == 0.5 and ti.pooled_std == 0.5 and ti.object_std == 0.5
+    assert metrics.view_retrieval(image) == {"recall_at_1": 1.0, "mAP": 1.0}
+    mean, std = metrics.view_pair_matrices(image)
+    np.testing.assert_allclose(mean, np.ones((3, 3)))
+    np.testing.assert_allclose(std, np.zeros((3, 3)))
+
+
+def test_view_pair_matrices_agree_with_a_loop():
+    image, _ = random_embeddings(n=9, v=4)
+    mean, std = metrics.view_pair_matrices(image)
+    sims = torch.einsum("nvd,nwd->nvw", image, image).double()
+    np.testing.assert_allclose(mean, sims.mean(0).numpy(), atol=1e-6)
+    np.testing.assert_allclose(std, sims.std(0, unbiased=False).numpy(), atol=1e-6)
+
+
+def test_collapse_is_not_rewarded_by_retrieval():
+    collapsed = F.normalize(torch.ones(20, 4, 8), dim=-1)
+    result = metrics.view_retrieval(collapsed)
+    assert result["recall_at_1"] == 0.0  # ties broken against the positives
+    assert result["mAP"] < 0.2
+    assert metrics.same_object_similarity(collapsed).mean == pytest.approx(1.0)
+
+
+def test_view_retrieval_matches_a_sklearn_average_precision():
+    from sklearn.metrics import average_precision_score
+
+    image, _ = random_embeddings(n=6, v=3, spread=2.0, seed=4)
+    flat = image.reshape(18, -1)
+    owner = np.repeat(np.arange(6), 3)
+    aps, top1 = [], []
+    for q in range(18):
+        keep = np.arange(18) != q
+        scores = (flat[keep] @ flat[q]).numpy()
+        aps.append(average_precision_score(owner[keep] == owner[q], scores))
+        top1.append(owner[keep][scores.argmax()] == owner[q])
+    got = metrics.view_retrieval(image, chunk=5)
+    assert got["mAP"] == pytest.approx(np.mean(aps), abs=1e-6)
+    assert got["recall_at_1"] == pytest.approx(np.mean(top1))
+
+
+def test_zero_shot_and_caption_retrieval():
+    image = torch.zeros(3, 2, 3)
+    image[0, :, 0] = 1
+    image[1, 0, 1] = 1
+    image[1, 1, 0] = 1  # the second view of object 1 looks like category 0
+    image[2, :, 2] = 1
+    categories = torch.eye(3)
+    views = pd.DataFrame({"view_id": ["a", "b"], "azimuth_deg": [0, 90], "elevation_deg": [10, 10],
+                          "distance": [1.5, 1.5], "kind": ["grid", "ood"]})
+    by_view = metrics.zero_shot_by_view(image, categories, [0, 1, 2], views)
+    assert by_view.accuracy.tolist() == pytest.approx([1.0, 2 / 3])
+    assert by_view.stderr.iloc[0] == 0.0
+    recall = metrics.caption_retrieval(image, categories, ks=(1, 2))
+    assert recall == {"recall_at_1": pytest.approx(5 / 6), "recall_at_2": 1.0}
+
+
+def test_results_table_has_one_row_per_method(tmp_path):
+    layout = RunLayout(tmp_path)
+    metrics.write_result(layout, "object_head", {"same_object_mean": 0.9}, "tiny")
+    table = metrics.write_result(layout, "baseline", {"same_object_mean": 0.8}, "tiny")
+    assert table.method.tolist() == ["baseline", "object_head"]
+    again = metrics.write_result(layout, "baseline", {"same_object_mean": 0.7}, "tiny")
+    assert again.same_object_mean.tolist() == [0.7, 0.9]
+    assert pd.read_csv(layout.results_table).method.tolist() == ["baseline", "object_head"]
