@@ -94,11 +94,6 @@ class Backbone:
         size = self.model.visual.image_size
         return size[0] if isinstance(size, (tuple, list)) else int(size)
 
-    @property
-    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        cfg = getattr(self.model.visual, "preprocess_cfg", {}) or {}
-        return (tuple(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)), tuple(cfg.get("std", open_clip.OPENAI_DATASET_STD)))
-
     def autocast(self):
         return torch.autocast("cuda", dtype=torch.float16) if self.use_amp else contextlib.nullcontext()
 
@@ -119,12 +114,21 @@ class Backbone:
         return torch.cat(out) if out else torch.empty(0)
 
     def uint8_to_input(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 [B, H, W, 3] -> normalised float [B, 3, S, S] at the model's input size (tensor path)."""
-        x = images.permute(0, 3, 1, 2).float().div(255)
-        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bicubic", align_corners=False)
-        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in self.normalisation)
-        return (x - mean) / std
+        return uint8_to_input(self.model, images)
+
+
+def uint8_to_input(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, H, W, 3] -> normalised float [B, 3, S, S] at the model's input size (the tensor path
+    of open_clip's eval transform for square renders: resize, then the model's mean/std)."""
+    size = model.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else int(size)
+    x = images.permute(0, 3, 1, 2).float().div(255)
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    cfg = getattr(model.visual, "preprocess_cfg", None) or {}
+    mean = torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD)).view(1, 3, 1, 1)
+    return (x - mean) / std
 
 
 def resolve_device(setting: str = "auto") -> torch.device:
@@ -151,7 +155,14 @@ def file_digest(path: Path) -> str:
 
 def create_tiny_model() -> tuple[torch.nn.Module, Callable]:
     """A randomly initialised mvclip-tiny and its eval transform (for pretraining)."""
-    model, _, preprocess = open_clip.create_model_and_transforms(TINY_MODEL)
+    import logging
+
+    root = logging.getLogger()
+    level, root.level = root.level, logging.ERROR  # open_clip warns that no weights were loaded: intended here
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(TINY_MODEL)
+    finally:
+        root.setLevel(level)
     return model, preprocess
 
 
@@ -226,3 +237,24 @@ def spatial_features(backbone: Backbone, images: torch.Tensor, project: bool = T
             tokens = tokens @ visual.proj
         side = int(round(np.sqrt(tokens.shape[1])))
         return tokens.float().transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
+
+
+def backbone_record_path(layout: RunLayout) -> Path:
+    return layout.backbone / "backbone.json"
+
+
+def write_backbone_record(layout: RunLayout, backbone: Backbone, **extra) -> dict:
+    """Which backbone this run uses (what later notebooks and reports name)."""
+    record = {"name": backbone.name, "slug": backbone.slug, "identity": backbone.identity,
+              "device": str(backbone.device), "mixed_precision": backbone.use_amp,
+              "parameters": sum(p.numel() for p in backbone.model.parameters()), **extra}
+    layout.backbone.mkdir(parents=True, exist_ok=True)
+    backbone_record_path(layout).write_text(json.dumps(record, indent=1))
+    return record
+
+
+def read_backbone_record(layout: RunLayout) -> dict:
+    path = backbone_record_path(layout)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run notebook 02_backbone first")
+    return json.loads(path.read_text())

@@ -151,7 +151,7 @@ def load_views(layout: RunLayout) -> pd.DataFrame:
 
 def load_image(layout: RunLayout, object_id: str, view_id: str) -> np.ndarray:
     """RGB uint8 [H, W, 3]."""
-    return np.asarray(Image.open(layout.image_path(object_id, view_id)).convert("RGB"))
+    return np.array(Image.open(layout.image_path(object_id, view_id)).convert("RGB"))
 
 
 def load_mask(layout: RunLayout, object_id: str, view_id: str) -> np.ndarray:

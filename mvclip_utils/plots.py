@@ -133,3 +133,108 @@ def plot_mask_overlays(layout: RunLayout, objects: pd.DataFrame, view_ids: list[
     fig.legend(handles, [f"label {k + 1}" for k in range(n_labels)], loc="lower center", ncol=n_labels, fontsize=8)
     fig.subplots_adjust(bottom=0.06)
     return fig
+
+
+def plot_loss_curve(losses: list[float], title: str, window: int = 20) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(7, 3))
+    steps = np.arange(len(losses))
+    ax.plot(steps, losses, color="lightgrey", lw=0.8, label="per step")
+    if len(losses) >= window:
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1:], smooth, color="C0", label=f"mean of {window}")
+    ax.set(xlabel="step", ylabel="loss", title=title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _block_lines(ax, views: pd.DataFrame) -> None:
+    """Separate the elevation blocks (and the ood views) on a V x V heatmap."""
+    keys = list(zip(views.kind, views.elevation_deg.where(views.kind == "grid", np.nan)))
+    for i in range(1, len(keys)):
+        if keys[i] != keys[i - 1] and not (keys[i][0] == "ood" and keys[i - 1][0] == "ood"):
+            ax.axhline(i - 0.5, color="white", lw=1)
+            ax.axvline(i - 0.5, color="white", lw=1)
+
+
+def plot_view_pair_heatmaps(mean: np.ndarray, std: np.ndarray, views: pd.DataFrame, title: str) -> plt.Figure:
+    """The seed's figures: V x V mean and std over objects of same-object cosine similarity."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    ticks = np.arange(len(views))
+    labels = [v.removeprefix("ood_") for v in views.view_id]
+    for ax, matrix, name, cmap in ((axes[0], mean, "mean", "viridis"), (axes[1], std, "std", "magma")):
+        im = ax.imshow(matrix, cmap=cmap)
+        _block_lines(ax, views)
+        ax.set_xticks(ticks[::3], labels[::3], rotation=90, fontsize=6)
+        ax.set_yticks(ticks[::3], labels[::3], fontsize=6)
+        ax.set_title(f"{name} over objects")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_text_image_matrix(image: np.ndarray, text: np.ndarray, object_ids: list[str], title: str) -> plt.Figure:
+    """Cosine similarity of [all captions, then every view of object 1, object 2, ...] (the seed's layout)."""
+    n, v, _ = image.shape
+    stacked = np.concatenate([text, image.reshape(n * v, -1)])
+    sims = stacked @ stacked.T
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    im = ax.imshow(sims, cmap="viridis", interpolation="nearest")
+    for k in range(n + 1):
+        ax.axhline(n + k * v - 0.5, color="white", lw=0.5)
+        ax.axvline(n + k * v - 0.5, color="white", lw=0.5)
+    centres = [n / 2 - 0.5] + [n + (k + 0.5) * v - 0.5 for k in range(n)]
+    ax.set_xticks(centres, ["captions"] + list(object_ids), rotation=90, fontsize=7)
+    ax.set_yticks(centres, ["captions"] + list(object_ids), fontsize=7)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_zero_shot_by_view(by_view: pd.DataFrame, title: str, chance: float | None = None) -> plt.Figure:
+    """Zero-shot accuracy (± standard error) against azimuth per elevation, and for every ood view."""
+    grid, ood = by_view[by_view.kind == "grid"], by_view[by_view.kind == "ood"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [2.2, 1]}, sharey=True)
+    for el, g in grid.groupby("elevation_deg", sort=False):
+        axes[0].errorbar(g.azimuth_deg, g.accuracy, yerr=g.stderr, marker="o", ms=3, capsize=2, label=f"elev {el:g}°")
+    axes[0].set(xlabel="azimuth (deg, 0 = front)", ylabel="zero-shot accuracy", ylim=(0, 1.02))
+    axes[0].legend(fontsize=8)
+    if len(ood):
+        axes[1].bar(range(len(ood)), ood.accuracy, yerr=ood.stderr, capsize=3, color="C7")
+        axes[1].set_xticks(range(len(ood)), [v.removeprefix("ood_") for v in ood.view_id], rotation=45, ha="right",
+                           fontsize=8)
+        axes[1].set_title("out-of-distribution views", fontsize=9)
+    if chance is not None:
+        for ax in axes:
+            ax.axhline(chance, color="grey", ls=":", lw=1)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_zero_shot_by_elevation(by_view: pd.DataFrame, title: str) -> plt.Figure:
+    grid = by_view[by_view.kind == "grid"]
+    summary = grid.groupby("elevation_deg", sort=False).accuracy.agg(["mean", "std"])
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.bar([f"{e:g}°" for e in summary.index], summary["mean"], yerr=summary["std"], capsize=3)
+    ax.set(xlabel="elevation", ylabel="mean zero-shot accuracy over azimuths", ylim=(0, 1), title=title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_embedding_pca(emb, title: str) -> plt.Figure:
+    """Every view of every object projected on the first two principal components, coloured by category."""
+    flat = emb.image.reshape(-1, emb.image.shape[-1])
+    centred = flat - flat.mean(0)
+    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    xy = (centred @ components[:2].T).reshape(*emb.image.shape[:2], 2)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for k, name in enumerate(emb.category_names):
+        points = xy[emb.labels == k].reshape(-1, 2)
+        ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.4, label=name)
+    ax.set(title=title, xlabel="PC1", ylabel="PC2")
+    ax.legend(markerscale=4, fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,145 @@
+"""Image, caption and category-prompt embeddings of a run's dataset, cached per backbone.
+
+`embeddings/<backbone>.npz` holds image [objects, views, D], text [objects, D] (each
+object's caption), category_text [categories, D] (prompt templates averaged, as CLIP
+does for zero-shot), and the ids. A rerun with the same backbone weights and dataset
+loads the file; a change in either recomputes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .backbone import Backbone
+from .config import RunConfig
+from .dataset import dataset_fingerprint, load_image, load_objects, load_views
+from .runs import RunLayout
+
+
+@dataclass
+class Embeddings:
+    image: np.ndarray  # [N, V, D] float32, L2-normalised
+    text: np.ndarray  # [N, D]
+    category_text: np.ndarray  # [C, D]
+    object_ids: np.ndarray  # [N]
+    view_ids: np.ndarray  # [V]
+    categories: np.ndarray  # [N] category of each object
+    category_names: np.ndarray  # [C]
+    splits: np.ndarray  # [N]
+    backbone: str
+
+    @property
+    def labels(self) -> np.ndarray:
+        """[N] index of each object's category in `category_names`."""
+        return np.searchsorted(self.category_names, self.categories)
+
+    def split(self, name: str) -> "Embeddings":
+        keep = self.splits == name
+        return Embeddings(self.image[keep], self.text[keep], self.category_text, self.object_ids[keep],
+                          self.view_ids, self.categories[keep], self.category_names, self.splits[keep], self.backbone)
+
+    def views(self, view_ids: list[str]) -> "Embeddings":
+        index = [list(self.view_ids).index(v) for v in view_ids]
+        return Embeddings(self.image[:, index], self.text, self.category_text, self.object_ids,
+                          self.view_ids[index], self.categories, self.category_names, self.splits, self.backbone)
+
+
+def embeddings_path(layout: RunLayout, backbone_slug: str) -> Path:
+    return layout.embeddings / f"{backbone_slug}.npz"
+
+
+def category_prompt(category: str) -> str:
+    return category.replace("-", " ").replace("_", " ")
+
+
+class _RenderedViews(torch.utils.data.Dataset):
+    """uint8 renders, decoded in DataLoader workers; the model input is made in the main process."""
+
+    def __init__(self, layout: RunLayout, object_ids: list[str], view_ids: list[str]):
+        self.layout, self.object_ids, self.view_ids = layout, object_ids, view_ids
+
+    def __len__(self) -> int:
+        return len(self.object_ids) * len(self.view_ids)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        oid, vid = self.object_ids[i // len(self.view_ids)], self.view_ids[i % len(self.view_ids)]
+        return torch.from_numpy(load_image(self.layout, oid, vid))
+
+
+def _fingerprint(cfg: RunConfig, layout: RunLayout, backbone: Backbone) -> str:
+    payload = json.dumps([backbone.identity, dataset_fingerprint(layout), cfg.embed.prompt_templates])
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def encode_category_prompts(backbone: Backbone, categories: list[str], templates: list[str]) -> torch.Tensor:
+    """[C, D]: each category's prompt embeddings averaged over templates, renormalised."""
+    texts = [t.format(category_prompt(c)) for c in categories for t in templates]
+    per_prompt = backbone.encode_texts(texts).reshape(len(categories), len(templates), -1)
+    return F.normalize(per_prompt.mean(1), dim=-1)
+
+
+def encode_views(backbone: Backbone, layout: RunLayout, object_ids: list[str], view_ids: list[str],
+                 batch_size: int = 256, workers: int = 2, progress: bool = True) -> np.ndarray:
+    """[N, V, D] image embeddings, batched, with PNG decoding in DataLoader workers."""
+    data = _RenderedViews(layout, object_ids, view_ids)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=workers,
+                                         pin_memory=backbone.device.type == "cuda")
+    out = []
+    for batch in tqdm(loader, desc=f"embedding {len(data)} images", disable=not progress, mininterval=1.0):
+        out.append(backbone.encode_images(backbone.uint8_to_input(batch)).cpu())
+    return torch.cat(out).reshape(len(object_ids), len(view_ids), -1).numpy()
+
+
+def embed_dataset(cfg: RunConfig, layout: RunLayout, backbone: Backbone, progress: bool = True) -> Embeddings:
+    """Embeddings of every rendered object and view (all splits), from the cache when still valid."""
+    path = embeddings_path(layout, backbone.slug)
+    fingerprint = _fingerprint(cfg, layout, backbone)
+    if path.exists():
+        with np.load(path, allow_pickle=False) as cached:
+            if str(cached["fingerprint"]) == fingerprint:
+                return _from_npz(cached)
+    objects = load_objects(layout)
+    objects = objects[objects.status == "ok"].reset_index(drop=True)
+    views = load_views(layout)
+    categories = sorted(objects.category.unique())
+    image = encode_views(backbone, layout, objects.object_id.tolist(), views.view_id.tolist(),
+                         cfg.embed.batch_size, min(cfg.embed.loader_workers, os.cpu_count() or 1), progress)
+    emb = Embeddings(
+        image=image.astype(np.float32),
+        text=backbone.encode_texts(objects.caption.tolist()).cpu().numpy(),
+        category_text=encode_category_prompts(backbone, categories, cfg.embed.prompt_templates).cpu().numpy(),
+        object_ids=objects.object_id.to_numpy(dtype=str), view_ids=views.view_id.to_numpy(dtype=str),
+        categories=objects.category.to_numpy(dtype=str), category_names=np.array(categories, dtype=str),
+        splits=objects.split.to_numpy(dtype=str), backbone=backbone.name,
+    )
+    layout.embeddings.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, fingerprint=fingerprint, **{k: v for k, v in emb.__dict__.items()})
+    os.replace(tmp, path)
+    return emb
+
+
+def _from_npz(data) -> Embeddings:
+    return Embeddings(**{f: (str(data[f]) if f == "backbone" else data[f]) for f in Embeddings.__dataclass_fields__})
+
+
+def load_embeddings(layout: RunLayout, backbone_slug: str) -> Embeddings:
+    path = embeddings_path(layout, backbone_slug)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run notebook 03_embed first")
+    with np.load(path, allow_pickle=False) as data:
+        return _from_npz(data)
+
+
+def embedding_summary(emb: Embeddings) -> pd.DataFrame:
+    return pd.DataFrame({"split": emb.splits}).value_counts().rename("objects").to_frame()

@@ -1,0 +1,161 @@
+"""Pretraining the embedded tiny CLIP with the CLIP loss on the run's `pretrain` objects.
+
+The stand-in for web-scale single-view data: ONE canonical view per object (the
+default), or every grid view as the compute-matched control (same steps and batch).
+The checkpoint is an ordinary open_clip state dict, loaded by `backbone.load_backbone`
+exactly like downloaded weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from open_clip.loss import ClipLoss
+
+from .backbone import CaptionTokenizer, create_tiny_model, tiny_checkpoint, tiny_vocabulary, uint8_to_input
+from .config import RunConfig
+from .embed import category_prompt
+from .dataset import canonical_view_id, dataset_fingerprint, load_images, load_objects, load_views
+from .objects import CATEGORIES
+from .runs import RunLayout, atomic_write_text
+from .train import optimise
+
+
+@dataclass
+class PretrainRecord:
+    fingerprint: str
+    views: str
+    view_ids: list[str]
+    n_objects: int
+    n_images: int
+    steps: int
+    batch_size: int
+    seconds: float
+    losses: list[float]
+    torch_threads: int
+
+
+def record_path(layout: RunLayout) -> Path:
+    return layout.backbone / "pretrain.json"
+
+
+def pretrain_view_ids(cfg: RunConfig, layout: RunLayout) -> list[str]:
+    views = load_views(layout)
+    p = cfg.backbone.pretrain
+    if p.views == "all":
+        return views[views.kind == "grid"].view_id.tolist()
+    view = p.canonical_view or canonical_view_id(views)
+    if view not in set(views.view_id):
+        raise ValueError(f"backbone.pretrain.canonical_view: {view!r} is not a view of this dataset; "
+                         f"expected one of {', '.join(views.view_id[:6])}, ...")
+    return [view]
+
+
+def vocabulary_texts(cfg: RunConfig, layout: RunLayout) -> list[str]:
+    """Every text the tiny model will ever tokenize: captions, templates, category prompts."""
+    objects = load_objects(layout)
+    categories = sorted(set(objects.category) | set(CATEGORIES))
+    return (list(objects.caption) + categories + cfg.backbone.pretrain.caption_templates
+            + cfg.embed.prompt_templates)
+
+
+def pretrain_fingerprint(cfg: RunConfig, layout: RunLayout) -> str:
+    payload = json.dumps([asdict(cfg.backbone.pretrain), cfg.embed.prompt_templates, dataset_fingerprint(layout)],
+                         sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def load_record(layout: RunLayout) -> PretrainRecord | None:
+    path = record_path(layout)
+    return PretrainRecord(**json.loads(path.read_text())) if path.exists() else None
+
+
+def random_crops(x: torch.Tensor, min_scale: float) -> torch.Tensor:
+    """Each image cropped to a random square covering [min_scale, 1] of its side, resized back."""
+    b, _, h, w = x.shape
+    side = (torch.empty(b).uniform_(min_scale, 1.0) * h).long().clamp(min=2)
+    out = torch.empty_like(x)
+    for i in range(b):  # tiny batches of tiny images: a loop of crops is cheaper than a grid sample
+        s = int(side[i])
+        top, left = torch.randint(h - s + 1, (1,)).item(), torch.randint(w - s + 1, (1,)).item()
+        out[i] = F.interpolate(x[i: i + 1, :, top: top + s, left: left + s], size=(h, w), mode="bilinear",
+                               align_corners=False)[0]
+    return out
+
+
+def pretrain_tiny_clip(cfg: RunConfig, layout: RunLayout, progress: bool = True) -> PretrainRecord:
+    """Pretrain (or reuse, when nothing it depends on changed) the tiny backbone of the run."""
+    fingerprint = pretrain_fingerprint(cfg, layout)
+    previous = load_record(layout)
+    if previous and previous.fingerprint == fingerprint and tiny_checkpoint(layout).exists():
+        return previous
+    p = cfg.backbone.pretrain
+    objects = load_objects(layout)
+    train = objects[(objects.split == "pretrain") & (objects.status == "ok")]
+    if len(train) < 2:
+        raise ValueError(f"only {len(train)} rendered objects in the pretrain split; raise dataset.splits.pretrain")
+    view_ids = pretrain_view_ids(cfg, layout)
+    images = torch.from_numpy(load_images(layout, train.object_id.tolist(), view_ids))  # [N, V, H, W, 3]
+    n_objects, n_views = images.shape[:2]
+
+    torch.manual_seed(p.seed)
+    rng = random.Random(p.seed)
+    previous_threads = torch.get_num_threads()
+    threads = p.torch_threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    try:
+        model, _ = create_tiny_model()
+        tokenizer = CaptionTokenizer.from_texts(vocabulary_texts(cfg, layout), model.vocab_size,
+                                                model.context_length)
+        # Every (object, template) caption tokenized once: [N, T, context], and the bare
+        # category captions ("a mug" in every template) as [N, T, context] too.
+        tokens = torch.stack([tokenizer([t.format(c) for t in p.caption_templates]) for c in train.caption])
+        bare = torch.stack([tokenizer([t.format(f"a {category_prompt(c)}") for t in p.caption_templates])
+                            for c in train.category])
+        loss_fn = ClipLoss()
+        batch = min(p.batch_size, n_objects)
+        order: list[int] = []
+
+        def loss_at_step(step: int) -> torch.Tensor:
+            nonlocal order
+            if len(order) < batch:  # epochs over objects, so a batch never holds one object twice
+                order = order + rng.sample(range(n_objects), n_objects)
+            idx, order = order[:batch], order[batch:]
+            view = torch.randint(n_views, (batch,))
+            template = torch.randint(len(p.caption_templates), (batch,))
+            x = uint8_to_input(model, images[idx, view])
+            if p.augment_scale < 1:
+                x = random_crops(x, p.augment_scale)
+            text = torch.where((torch.rand(batch) < p.category_caption_prob)[:, None],
+                               bare[idx, template], tokens[idx, template])
+            image_features, text_features, scale = model(x, text)
+            return loss_fn(image_features, text_features, scale)
+
+        def clamp_temperature(step: int) -> None:
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, np.log(100))
+
+        model.train()
+        result = optimise(model.named_parameters(), loss_at_step, p.steps, p.lr, p.weight_decay, p.warmup_steps,
+                          desc=f"pretraining mvclip-tiny on {n_objects} objects x {n_views} views",
+                          progress=progress, after_step=clamp_temperature)
+    finally:
+        torch.set_num_threads(previous_threads)
+    layout.backbone.mkdir(parents=True, exist_ok=True)
+    tmp = tiny_checkpoint(layout).with_suffix(".tmp")
+    torch.save({"state_dict": model.state_dict()}, tmp)
+    tmp.replace(tiny_checkpoint(layout))
+    tokenizer.save(tiny_vocabulary(layout))
+    record = PretrainRecord(fingerprint, p.views, view_ids, n_objects, n_objects * n_views, p.steps, batch,
+                            result.seconds, result.losses, threads)
+    atomic_write_text(record_path(layout), json.dumps(asdict(record)))
+    return record

@@ -1,0 +1,89 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent,ipynb
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (mvclip)
+#     language: python
+#     name: mvclip
+# ---
+
+# %% [markdown]
+# # 02 · Backbone: the CLIP whose features we study
+#
+# With a GPU and the network, this is a real CLIP (`ViT-B-32` / `openai` in the study's
+# config), loaded through open_clip. Offline, the embedded default is **mvclip-tiny**:
+# a CLIP-architecture model (ViT width 128, 4 layers, patch 16 at 64 px; text
+# transformer width 128, 4 layers) pretrained here with the CLIP loss on **one
+# canonical view** per `pretrain` object. That is a stand-in for web-scale single-view
+# data, so the study's hypothesis — single-view training makes features
+# view-dependent — is tested for real. `backbone.pretrain.views: all` gives the
+# compute-matched control (same steps and batch, every grid view).
+
+# %% tags=["parameters"]
+config_path = "../params/default.yaml"
+run_dir = None
+
+# %%
+import pandas as pd
+from IPython.display import Markdown, display
+
+from mvclip_utils import plots
+from mvclip_utils.backbone import load_backbone, write_backbone_record
+from mvclip_utils.config import TINY_MODEL, load_config
+from mvclip_utils.dataset import canonical_view_id, load_objects, load_views
+from mvclip_utils.embed import encode_views
+from mvclip_utils.metrics import caption_retrieval
+from mvclip_utils.pretrain import pretrain_tiny_clip
+from mvclip_utils.runs import RunLayout
+
+cfg = load_config(config_path)
+layout = RunLayout.for_run(cfg.run_name, run_dir)
+pretrain_here = cfg.backbone.model == TINY_MODEL and not cfg.backbone.pretrained
+
+# %% [markdown]
+# ## Pretraining (embedded default only)
+# Skipped when the checkpoint in `backbone/` was trained with the same settings on the
+# same dataset.
+
+# %%
+record = pretrain_tiny_clip(cfg, layout) if pretrain_here else None
+if record:
+    display(Markdown(
+        f"Pretrained on **{record.n_objects} objects x {len(record.view_ids)} view(s)** "
+        f"(`{record.views}`: {', '.join(record.view_ids[:3])}{' ...' if len(record.view_ids) > 3 else ''}), "
+        f"{record.steps} steps of batch {record.batch_size} in {record.seconds:.0f} s "
+        f"with {record.torch_threads} torch threads."))
+    plots.plot_loss_curve(record.losses, "CLIP loss while pretraining mvclip-tiny");
+else:
+    display(Markdown(f"Using `{cfg.backbone.model}` with pretrained weights `{cfg.backbone.pretrained}`."))
+
+# %%
+backbone = load_backbone(cfg.backbone, layout)
+info = write_backbone_record(layout, backbone, pretrain=record.views if record else None)
+display(Markdown(f"**Backbone:** {backbone.name} · {info['parameters'] / 1e6:.2f} M parameters · "
+                 f"device `{backbone.device}`{' with mixed precision' if backbone.use_amp else ''}."))
+
+# %% [markdown]
+# ## Does it behave like CLIP? Caption retrieval on held-out objects
+# Image-to-caption recall among the captions of the `test` objects (never seen in
+# pretraining), from the canonical view and from all grid views. A gap between the two
+# is the first sign of view dependence; notebook 04 measures it properly.
+
+# %%
+objects = load_objects(layout)
+test = objects[(objects.split == "test") & (objects.status == "ok")]
+views = load_views(layout)
+grid_ids = views[views.kind == "grid"].view_id.tolist()
+image = encode_views(backbone, layout, test.object_id.tolist(), grid_ids, cfg.embed.batch_size, 0, progress=False)
+text = backbone.encode_texts(test.caption.tolist()).cpu().numpy()
+canonical = grid_ids.index(canonical_view_id(views))
+chance = 1 / len(test)
+display(pd.DataFrame({
+    f"canonical view ({grid_ids[canonical]})": caption_retrieval(image[:, canonical], text, ks=(1, 5)),
+    "all grid views": caption_retrieval(image, text, ks=(1, 5)),
+    "chance": {"recall_at_1": chance, "recall_at_5": 5 * chance},
+}).T.style.format("{:.3f}").set_caption(f"{len(test)} test objects, backbone {backbone.name}"))
