@@ -75,17 +75,17 @@ def _gram_sums(image: torch.Tensor, chunk: int = 2048) -> _GramSums:
     return sums
 
 
-def same_object_similarity(image) -> SimilarityStats:
+def same_object_similarity(image, grams: _GramSums | None = None) -> SimilarityStats:
     """Cosine between different views of the same object."""
     image = _as_tensor(image)
     n, v, _ = image.shape
-    g = _gram_sums(image)
+    g = grams or _gram_sums(image)
     pairs_per_object = v * (v - 1)
     return _stats(float(g.offdiag_sum.sum()), float(g.offdiag_sq.sum()), n * pairs_per_object,
                   g.offdiag_sum / pairs_per_object)
 
 
-def cross_object_similarity(image, chunk: int = 65536) -> SimilarityStats:
+def cross_object_similarity(image, chunk: int = 65536, grams: _GramSums | None = None) -> SimilarityStats:
     """Cosine between views of different objects, from global and per-object sums."""
     image = _as_tensor(image)
     n, v, d = image.shape
@@ -96,7 +96,7 @@ def cross_object_similarity(image, chunk: int = 65536) -> SimilarityStats:
     for start in range(0, n * v, chunk):
         block = flat[start: start + chunk]
         second_moment += (block.T @ block).double()
-    g = _gram_sums(image)
+    g = grams or _gram_sums(image)
     within_sum = (per_object * per_object).sum()  # all ordered pairs inside objects, self-pairs included
     total = float(total_vec @ total_vec - within_sum)
     total_sq = float((second_moment * second_moment).sum() - g.all_sq.sum())
@@ -113,10 +113,10 @@ def text_image_similarity(image, text) -> SimilarityStats:
     return _stats(float(sims.sum()), float((sims * sims).sum()), n * v, sims.mean(1))
 
 
-def view_pair_matrices(image) -> tuple[np.ndarray, np.ndarray]:
+def view_pair_matrices(image, grams: _GramSums | None = None) -> tuple[np.ndarray, np.ndarray]:
     """[V, V] mean and std over objects of the cosine between view v and view w of the same object."""
     image = _as_tensor(image)
-    g = _gram_sums(image)
+    g = grams or _gram_sums(image)
     n = image.shape[0]
     mean = g.gram_sum / n
     std = (g.gram_sq_sum / n - mean * mean).clamp_min(0).sqrt()
@@ -183,6 +183,15 @@ def caption_retrieval(image, text, ks: tuple[int, ...] = (1, 5)) -> dict[str, fl
     return {f"recall_at_{k}": float((rank < k).double().mean()) for k in ks}
 
 
+def similarity_stats(image, text) -> dict[str, SimilarityStats]:
+    """The seed's three metrics, sharing one pass over the per-object Gram matrices."""
+    image = _as_tensor(image)
+    grams = _gram_sums(image)
+    return {"same_object": same_object_similarity(image, grams),
+            "cross_object": cross_object_similarity(image, grams=grams),
+            "text_image": text_image_similarity(image, text)}
+
+
 def brute_force_similarity(image, text) -> dict[str, SimilarityStats]:
     """Reference implementation over the full NV x NV matrix (tests and benchmarks only)."""
     image, text = _as_tensor(image).double(), _as_tensor(text).double()
@@ -211,8 +220,7 @@ def brute_force_similarity(image, text) -> dict[str, SimilarityStats]:
 def consistency_metrics(image, text, category_text, labels, views: pd.DataFrame) -> dict[str, float]:
     """The flat metrics row of one method on one split: the seed's three similarities, retrieval, zero-shot."""
     row: dict[str, float] = {}
-    for name, stats in (("same_object", same_object_similarity(image)), ("cross_object", cross_object_similarity(image)),
-                        ("text_image", text_image_similarity(image, text))):
+    for name, stats in similarity_stats(image, text).items():
         row[f"{name}_mean"], row[f"{name}_pooled_std"], row[f"{name}_object_std"] = \
             stats.mean, stats.pooled_std, stats.object_std
     retrieval = view_retrieval(image)

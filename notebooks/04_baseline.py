@@ -64,11 +64,7 @@ grid = by_view[by_view.kind == "grid"]
 row["zero_shot_accuracy_canonical"] = float(by_view.set_index("view_id").accuracy[canonical])
 row["zero_shot_accuracy_other_grid"] = float(grid[grid.view_id != canonical].accuracy.mean())
 table = metrics.write_result(layout, "baseline", row, backbone["name"], {"canonical_view": canonical})
-display(metrics.stats_table({
-    "same_object": metrics.same_object_similarity(test.image),
-    "cross_object": metrics.cross_object_similarity(test.image),
-    "text_image": metrics.text_image_similarity(test.image, test.text),
-}).style.format(precision=3).set_caption(f"All {len(views)} views · {backbone['name']}"))
+display(metrics.stats_table(metrics.similarity_stats(test.image, test.text)).style.format(precision=3).set_caption(f"All {len(views)} views · {backbone['name']}"))
 display(pd.Series({k: row[k] for k in [
     "view_retrieval_recall_at_1", "view_retrieval_mAP", "caption_recall_at_1", "caption_recall_at_5",
     "zero_shot_accuracy_canonical", "zero_shot_accuracy_other_grid", "zero_shot_accuracy_ood"]},

@@ -4,6 +4,7 @@ import json
 import re
 
 import nbformat
+import pandas as pd
 import pytest
 
 from mvclip_utils.pipeline import discover_notebooks, parse_only
@@ -63,8 +64,19 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     assert "build_dataset(" not in report, "inputs must be hidden in reports"
     assert "No asset failed." in report
     assert "failed=0" in report and report.count("rendering 10 views/object") == 1, "one coalesced progress line"
+    for stem in ["02_backbone", "03_embed", "04_baseline"]:
+        html = (run_dir / "reports" / f"{stem}.html").read_text()
+        assert "mvclip-tiny" in html, f"{stem} must say which backbone made its numbers"
+        assert "Traceback" not in html
+    baseline = (run_dir / "reports" / "04_baseline.html").read_text()
+    assert baseline.count("data:image/png;base64") >= 4  # heatmaps, text-image matrix, zero-shot by view/elevation
+    results = pd.read_csv(run_dir / "metrics" / "results.csv")
+    assert results.method.tolist() == ["baseline"] and results.backbone[0].startswith("mvclip-tiny")
+    assert 0 <= results.view_retrieval_mAP[0] <= 1 and results.n_objects[0] == 12  # smoke: 12 test objects
+    assert (run_dir / "embeddings" / "mvclip-tiny.npz").exists()
     index = (run_dir / "index.html").read_text()
     assert re.search(r"01_render</td><td[^>]*>ok</td>", index)
+    assert re.search(r"04_baseline</td><td[^>]*>ok</td>", index)
     assert 'href="reports/01_render.html"' in index and 'href="notebooks/01_render.ipynb"' in index
     assert "run_name: smoke" in index
     assert json.loads((run_dir / "pipeline.json").read_text())[0]["status"] == "ok"
