@@ -138,11 +138,11 @@ def resolve_device(setting: str = "auto") -> torch.device:
 
 
 def tiny_checkpoint(layout: RunLayout) -> Path:
-    return layout.backbone / f"{TINY_MODEL}.pt"
+    return layout.backbone_checkpoint(TINY_MODEL)
 
 
 def tiny_vocabulary(layout: RunLayout) -> Path:
-    return layout.backbone / f"{TINY_MODEL}-vocab.json"
+    return layout.backbone_vocabulary(TINY_MODEL)
 
 
 def file_digest(path: Path) -> str:
@@ -239,22 +239,18 @@ def spatial_features(backbone: Backbone, images: torch.Tensor, project: bool = T
         return tokens.float().transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
 
 
-def backbone_record_path(layout: RunLayout) -> Path:
-    return layout.backbone / "backbone.json"
-
-
 def write_backbone_record(layout: RunLayout, backbone: Backbone, **extra) -> dict:
     """Which backbone this run uses (what later notebooks and reports name)."""
     record = {"name": backbone.name, "slug": backbone.slug, "identity": backbone.identity,
               "device": str(backbone.device), "mixed_precision": backbone.use_amp,
               "parameters": sum(p.numel() for p in backbone.model.parameters()), **extra}
     layout.backbone.mkdir(parents=True, exist_ok=True)
-    backbone_record_path(layout).write_text(json.dumps(record, indent=1))
+    layout.backbone_record.write_text(json.dumps(record, indent=1))
     return record
 
 
 def read_backbone_record(layout: RunLayout) -> dict:
-    path = backbone_record_path(layout)
+    path = layout.backbone_record
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run notebook 02_backbone first")
     return json.loads(path.read_text())

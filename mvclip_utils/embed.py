@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -48,14 +47,9 @@ class Embeddings:
         return Embeddings(self.image[keep], self.text[keep], self.category_text, self.object_ids[keep],
                           self.view_ids, self.categories[keep], self.category_names, self.splits[keep], self.backbone)
 
-    def views(self, view_ids: list[str]) -> "Embeddings":
-        index = [list(self.view_ids).index(v) for v in view_ids]
-        return Embeddings(self.image[:, index], self.text, self.category_text, self.object_ids,
-                          self.view_ids[index], self.categories, self.category_names, self.splits, self.backbone)
-
 
 def embeddings_path(layout: RunLayout, backbone_slug: str) -> Path:
-    return layout.embeddings / f"{backbone_slug}.npz"
+    return layout.embeddings_file(backbone_slug)
 
 
 def category_prompt(category: str) -> str:
@@ -139,7 +133,3 @@ def load_embeddings(layout: RunLayout, backbone_slug: str) -> Embeddings:
         raise FileNotFoundError(f"{path} is missing: run notebook 03_embed first")
     with np.load(path, allow_pickle=False) as data:
         return _from_npz(data)
-
-
-def embedding_summary(emb: Embeddings) -> pd.DataFrame:
-    return pd.DataFrame({"split": emb.splits}).value_counts().rename("objects").to_frame()

@@ -139,11 +139,14 @@ def write_index(layout: RunLayout, cfg: RunConfig, results: list[NotebookResult]
             f"<td><code>{html.escape(r.error)}</code></td></tr>"
         )
     config_text = layout.config.read_text() if layout.config.exists() else ""
+    backbone = (f"<p>Backbone: <b>{html.escape(json.loads(layout.backbone_record.read_text())['name'])}</b></p>"
+                if layout.backbone_record.exists() else "")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>mvclip run {html.escape(cfg.run_name)}</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}td,th{{padding:4px 12px;text-align:left}}
 pre{{background:#f5f5f5;padding:1em}}</style></head><body>
 <h1>mvclip run <code>{html.escape(cfg.run_name)}</code></h1>
 <p>Updated {time.strftime('%Y-%m-%d %H:%M:%S')} from <code>{html.escape(str(cfg.source_path))}</code>.</p>
+{backbone}
 <table><tr><th>notebook</th><th>status</th><th>wall time</th><th>finished</th><th>links</th><th>error</th></tr>
 {''.join(rows)}</table>
 <h2>Config used</h2><pre>{html.escape(config_text)}</pre></body></html>"""

@@ -14,7 +14,6 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -44,10 +43,6 @@ class PretrainRecord:
     torch_threads: int
 
 
-def record_path(layout: RunLayout) -> Path:
-    return layout.backbone / "pretrain.json"
-
-
 def pretrain_view_ids(cfg: RunConfig, layout: RunLayout) -> list[str]:
     views = load_views(layout)
     p = cfg.backbone.pretrain
@@ -75,7 +70,7 @@ def pretrain_fingerprint(cfg: RunConfig, layout: RunLayout) -> str:
 
 
 def load_record(layout: RunLayout) -> PretrainRecord | None:
-    path = record_path(layout)
+    path = layout.pretrain_record
     return PretrainRecord(**json.loads(path.read_text())) if path.exists() else None
 
 
@@ -157,5 +152,5 @@ def pretrain_tiny_clip(cfg: RunConfig, layout: RunLayout, progress: bool = True)
     tokenizer.save(tiny_vocabulary(layout))
     record = PretrainRecord(fingerprint, p.views, view_ids, n_objects, n_objects * n_views, p.steps, batch,
                             result.seconds, result.losses, threads)
-    atomic_write_text(record_path(layout), json.dumps(asdict(record)))
+    atomic_write_text(layout.pretrain_record, json.dumps(asdict(record)))
     return record

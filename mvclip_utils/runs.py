@@ -103,8 +103,28 @@ class RunLayout:
         return self.root / "backbone"
 
     @property
+    def backbone_record(self) -> Path:
+        """Which backbone the run uses (name, identity): what reports and the index print."""
+        return self.backbone / "backbone.json"
+
+    def backbone_checkpoint(self, model: str) -> Path:
+        """A backbone pretrained in this run (open_clip state dict) ..."""
+        return self.backbone / f"{model}.pt"
+
+    def backbone_vocabulary(self, model: str) -> Path:
+        """... and the word vocabulary its text tower was trained with."""
+        return self.backbone / f"{model}-vocab.json"
+
+    @property
+    def pretrain_record(self) -> Path:
+        return self.backbone / "pretrain.json"
+
+    @property
     def embeddings(self) -> Path:
         return self.root / "embeddings"
+
+    def embeddings_file(self, backbone_slug: str) -> Path:
+        return self.embeddings / f"{backbone_slug}.npz"
 
     @property
     def metrics(self) -> Path:

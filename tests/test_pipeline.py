@@ -77,6 +77,7 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     index = (run_dir / "index.html").read_text()
     assert re.search(r"01_render</td><td[^>]*>ok</td>", index)
     assert re.search(r"04_baseline</td><td[^>]*>ok</td>", index)
+    assert "Backbone: <b>mvclip-tiny" in index
     assert 'href="reports/01_render.html"' in index and 'href="notebooks/01_render.ipynb"' in index
     assert "run_name: smoke" in index
     assert json.loads((run_dir / "pipeline.json").read_text())[0]["status"] == "ok"
