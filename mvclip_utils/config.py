@@ -145,6 +145,27 @@ class EmbedConfig:
 
 
 @dataclass
+class HeadsConfig:
+    """Training of the seed methods on frozen embeddings (notebooks 05-07)."""
+
+    views_per_object: int = 6  # seed: 6 random views per object per step
+    objects_per_batch: int = 0  # 0 = every training object in each step (seed: full batch)
+    steps: int = 1000  # seed: 1000 epochs of one full batch
+    lr: float = 1e-3  # seed: Adam, lr 1e-3
+    cosine_schedule: bool = False  # seed: constant learning rate
+    validate_every: int = 25
+    patience: int = 8  # validations without improvement before stopping; 0 = never stop early
+    hidden: int = 0  # 0 = the backbone's embedding width (512-512-512 for ViT-B/32)
+    contrastive: Literal["seed", "infonce"] = "seed"
+    temperature: float = 0.07  # for infonce
+    code_widths: list[int] = field(default_factory=list)  # autoencoder; empty = [D/2, D/4] (seed: 256, 128)
+    reconstruction_weight: float = 1.0
+    similarity_weight: float = 1.0
+    dissimilarity_weight: float = 1.0
+    seed: int = 0
+
+
+@dataclass
 class PipelineConfig:
     notebook_timeout_s: int = 3600
 
@@ -157,6 +178,7 @@ class RunConfig:
     render: RenderConfig = field(default_factory=RenderConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     source_path: Optional[str] = field(default=None, metadata={"internal": True})
 
@@ -279,13 +301,18 @@ def _check_semantics(cfg: RunConfig) -> None:
     p = cfg.backbone.pretrain
     for key, value in {"backbone.pretrain.steps": p.steps, "backbone.pretrain.batch_size": p.batch_size,
                        "backbone.pretrain.lr": p.lr, "backbone.pretrain.torch_threads": p.torch_threads + 1,
-                       "embed.batch_size": cfg.embed.batch_size}.items():
+                       "embed.batch_size": cfg.embed.batch_size, "heads.steps": cfg.heads.steps,
+                       "heads.lr": cfg.heads.lr,
+                       "heads.validate_every": cfg.heads.validate_every,
+                       "heads.temperature": cfg.heads.temperature}.items():
         if value <= 0:
             _fail(key, f"expected a positive value, got {value}")
     for key, templates in {"backbone.pretrain.caption_templates": p.caption_templates,
                            "embed.prompt_templates": cfg.embed.prompt_templates}.items():
         if not templates or any("{}" not in t for t in templates):
             _fail(key, f"expected templates that each contain '{{}}', got {templates}")
+    if cfg.heads.views_per_object < 2:
+        _fail("heads.views_per_object", f"expected at least 2 (pairs of views), got {cfg.heads.views_per_object}")
     if not 0.0 <= p.category_caption_prob <= 1.0:
         _fail("backbone.pretrain.category_caption_prob", f"expected a probability in [0, 1], got {p.category_caption_prob}")
     if not 0.0 < p.augment_scale <= 1.0:

@@ -235,6 +235,19 @@ def consistency_metrics(image, text, category_text, labels, views: pd.DataFrame)
     return row
 
 
+def evaluation_row(image, text, category_text, labels, views: pd.DataFrame) -> dict:
+    """`consistency_metrics` plus zero-shot accuracy on the canonical view and on the other grid views."""
+    from .dataset import canonical_view_id
+
+    row = consistency_metrics(image, text, category_text, labels, views)
+    by_view = zero_shot_by_view(image, category_text, labels, views)
+    canonical = canonical_view_id(views)
+    grid = by_view[by_view.kind == "grid"]
+    row["zero_shot_accuracy_canonical"] = float(by_view.set_index("view_id").accuracy[canonical])
+    row["zero_shot_accuracy_other_grid"] = float(grid[grid.view_id != canonical].accuracy.mean())
+    return row
+
+
 def write_result(layout: RunLayout, method: str, metrics: dict, backbone: str, extra: dict | None = None) -> pd.DataFrame:
     """Write metrics/<method>.json and rebuild metrics/results.csv: one row per method JSON."""
     record = {"method": method, "backbone": backbone, **metrics, **(extra or {})}
@@ -260,3 +273,19 @@ def stats_table(stats: dict[str, SimilarityStats]) -> pd.DataFrame:
                           **{f: getattr(s, f) for f in ("mean", "pooled_std", "object_std")}}
                          for k, s in stats.items()]).set_index("metric")
 
+
+
+SUMMARY_COLUMNS = {
+    "same_object_mean": "same-object", "cross_object_mean": "cross-object", "text_image_mean": "text-image",
+    "view_retrieval_recall_at_1": "view R@1", "view_retrieval_mAP": "view mAP",
+    "zero_shot_accuracy_canonical": "zero-shot canonical", "zero_shot_accuracy_other_grid": "zero-shot other grid",
+    "zero_shot_accuracy_ood": "zero-shot ood",
+}
+
+
+def comparison_table(results: pd.DataFrame, methods: list[str] | None = None) -> pd.DataFrame:
+    """The headline metrics of some methods (rows) from metrics/results.csv."""
+    table = results.set_index("method")
+    if methods:
+        table = table.loc[[m for m in methods if m in table.index]]
+    return table[[c for c in SUMMARY_COLUMNS if c in table.columns]].rename(columns=SUMMARY_COLUMNS)

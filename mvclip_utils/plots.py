@@ -238,3 +238,48 @@ def plot_embedding_pca(emb, title: str) -> plt.Figure:
     ax.legend(markerscale=4, fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def plot_training_curves(result, title: str) -> plt.Figure:
+    """Training loss per step and validation loss, with the step whose weights were kept."""
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.plot(result.losses, color="C0", lw=0.8, label="train")
+    if result.val_losses:
+        ax.plot(result.val_steps, result.val_losses, "o-", color="C1", ms=3, label="validation")
+    if result.best_step >= 0:
+        ax.axvline(result.best_step, color="grey", ls=":", label=f"kept (step {result.best_step})")
+    ax.set(xlabel="step", ylabel="loss", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_heatmaps_beside(matrices: dict[str, np.ndarray], views: pd.DataFrame, title: str) -> plt.Figure:
+    """Same-object V x V mean similarity of several methods on one colour scale."""
+    fig, axes = plt.subplots(1, len(matrices), figsize=(5.5 * len(matrices), 5), squeeze=False)
+    lo = min(float(m.min()) for m in matrices.values())
+    ticks, labels = np.arange(len(views)), [v.removeprefix("ood_") for v in views.view_id]
+    for ax, (name, matrix) in zip(axes[0], matrices.items()):
+        im = ax.imshow(matrix, cmap="viridis", vmin=lo, vmax=1)
+        _block_lines(ax, views)
+        ax.set_xticks(ticks[::6], labels[::6], rotation=90, fontsize=6)
+        ax.set_yticks(ticks[::6], labels[::6], fontsize=6)
+        ax.set_title(name)
+    fig.colorbar(im, ax=list(axes[0]), fraction=0.02)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_zero_shot_comparison(by_view: dict[str, pd.DataFrame], title: str, chance: float) -> plt.Figure:
+    """Zero-shot accuracy per view (grid views in order, then ood) for several methods."""
+    fig, ax = plt.subplots(figsize=(11, 3.2))
+    for name, frame in by_view.items():
+        ax.plot(np.arange(len(frame)), frame.accuracy, marker="o", ms=2.5, lw=1, label=name)
+    first = next(iter(by_view.values()))
+    ax.set_xticks(np.arange(len(first))[::3], [v.removeprefix("ood_") for v in first.view_id][::3], rotation=90,
+                  fontsize=6)
+    ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
+    ax.set(ylabel="zero-shot accuracy", ylim=(0, 1.02), title=title)
+    ax.legend(fontsize=8, ncol=4)
+    fig.tight_layout()
+    return fig

@@ -19,6 +19,10 @@ from tqdm import tqdm
 class TrainResult:
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    val_steps: list[int] = field(default_factory=list)
+    val_losses: list[float] = field(default_factory=list)
+    best_step: int = -1  # the step whose weights were kept (-1: the last)
+    stopped_early: bool = False
 
     @property
     def steps(self) -> int:
@@ -44,10 +48,20 @@ def parameter_groups(named: Iterable[tuple[str, torch.nn.Parameter]], weight_dec
 
 def optimise(named_parameters: Iterable[tuple[str, torch.nn.Parameter]], loss_at_step: Callable[[int], torch.Tensor],
              steps: int, lr: float, weight_decay: float = 0.0, warmup_steps: int = 0, desc: str = "training",
-             progress: bool = True, after_step: Callable[[int], None] | None = None) -> TrainResult:
+             progress: bool = True, after_step: Callable[[int], None] | None = None,
+             validate: Callable[[], float] | None = None, validate_every: int = 50, patience: int | None = None,
+             model: torch.nn.Module | None = None, schedule: bool = True) -> TrainResult:
+    """Run `steps` optimiser steps (AdamW; with weight_decay 0 it is Adam).
+
+    With `validate`, the validation loss is computed every `validate_every` steps; the
+    weights of `model` at the best validation are restored at the end, and training stops
+    after `patience` validations without improvement.
+    """
     optimizer = torch.optim.AdamW(parameter_groups(named_parameters, weight_decay), lr=lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, steps, warmup_steps))
+    factor = (lambda s: warmup_cosine(s, steps, warmup_steps)) if schedule else (lambda s: 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     result = TrainResult()
+    best_state, since_best = None, 0
     start = time.perf_counter()
     bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0)
     for step in bar:
@@ -59,8 +73,24 @@ def optimise(named_parameters: Iterable[tuple[str, torch.nn.Parameter]], loss_at
         if after_step is not None:
             after_step(step)
         result.losses.append(float(loss.detach()))
+        if validate is not None and (step % validate_every == validate_every - 1 or step == steps - 1):
+            with torch.no_grad():
+                val = float(validate())
+            result.val_steps.append(step)
+            result.val_losses.append(val)
+            if val <= min(result.val_losses):
+                result.best_step, since_best = step, 0
+                if model is not None:
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                since_best += 1
+            if patience is not None and since_best >= patience:
+                result.stopped_early = True
+                break
         if step % 20 == 0 or step == steps - 1:
             bar.set_postfix(loss=f"{sum(result.losses[-20:]) / len(result.losses[-20:]):.3f}")
     bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
     result.seconds = time.perf_counter() - start
     return result

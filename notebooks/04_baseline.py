@@ -57,12 +57,9 @@ display(Markdown(f"**Backbone:** {backbone['name']} · **test objects:** {len(te
 # ## The metrics table
 
 # %%
-row = metrics.consistency_metrics(test.image, test.text, test.category_text, test.labels, views)
+row = metrics.evaluation_row(test.image, test.text, test.category_text, test.labels, views)
 by_view = metrics.zero_shot_by_view(test.image, test.category_text, test.labels, views)
 canonical = canonical_view_id(views)
-grid = by_view[by_view.kind == "grid"]
-row["zero_shot_accuracy_canonical"] = float(by_view.set_index("view_id").accuracy[canonical])
-row["zero_shot_accuracy_other_grid"] = float(grid[grid.view_id != canonical].accuracy.mean())
 table = metrics.write_result(layout, "baseline", row, backbone["name"], {"canonical_view": canonical})
 display(metrics.stats_table(metrics.similarity_stats(test.image, test.text)).style.format(precision=3).set_caption(f"All {len(views)} views · {backbone['name']}"))
 display(pd.Series({k: row[k] for k in [

@@ -1,0 +1,125 @@
+"""Every training loss of the seed methods, vectorised over objects and views (any device).
+
+A batch is `image` [B objects, K views, D] and `text` [B, D]; an object's "group" is its
+caption plus its K views. Similarities are cosines. Pair counts are exact: a group of
+G = K + 1 embeddings has G(G-1) ordered same-object pairs, and different-object pairs
+are all the others, minus the diagonal (the seed code miscounted these).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _groups(image: torch.Tensor, text: torch.Tensor | None) -> torch.Tensor:
+    """[B, G, D] normalised: the caption (if given) first, then the views."""
+    image = F.normalize(image, dim=-1)
+    if text is None:
+        return image
+    return torch.cat([F.normalize(text, dim=-1)[:, None], image], dim=1)
+
+
+def _pair_sums(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """Sum of cosines over same-object pairs and over different-object pairs, and their counts."""
+    b, g, _ = groups.shape
+    per_object = groups.sum(1)  # [B, D]
+    total = per_object.sum(0)
+    self_sum = (groups * groups).sum()  # the diagonal: b * g for unit vectors
+    within = (per_object * per_object).sum() - self_sum
+    across = total @ total - (per_object * per_object).sum()
+    return within, across, b * g * (g - 1), (b * g) ** 2 - b * g * g
+
+
+def object_similarity_loss(image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    """Seed method 1: pull together every pair of one object's embeddings, caption and views.
+
+    1 - mean cosine over all same-object pairs (so 0 when every group has collapsed
+    to a point). Nothing pushes different objects apart, which is why it collapses.
+    """
+    within, _, n_within, _ = _pair_sums(_groups(image, text))
+    return 1 - within / n_within
+
+
+def seed_contrastive_loss(image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    """Seed method 2: mean different-object cosine minus mean same-object cosine (correct counts)."""
+    within, across, n_within, n_across = _pair_sums(_groups(image, text))
+    return across / n_across - within / n_within
+
+
+def multi_positive_infonce(image: torch.Tensor, text: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
+    """InfoNCE with several positives (SupCon's L_out): every embedding of a group is an anchor
+    whose positives are the other members of its group, against all other embeddings."""
+    groups = _groups(image, text)
+    b, g, d = groups.shape
+    flat = groups.reshape(b * g, d)
+    logits = flat @ flat.T / temperature
+    owner = torch.arange(b, device=flat.device).repeat_interleave(g)
+    self_mask = torch.eye(b * g, dtype=torch.bool, device=flat.device)
+    positive = (owner[:, None] == owner[None, :]) & ~self_mask
+    log_prob = logits.masked_fill(self_mask, float("-inf")).log_softmax(dim=1)
+    return -(log_prob.masked_fill(~positive, 0).sum(1) / (g - 1)).mean()
+
+
+def autoencoder_loss(original: torch.Tensor, reconstruction: torch.Tensor, vi_codes: torch.Tensor,
+                     reconstruction_weight: float = 1.0, similarity_weight: float = 1.0,
+                     dissimilarity_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Seed method 3: reconstruct the CLIP embedding from VI + VD decodings, while the
+    view-independent codes [B, K, C] of one object agree and those of different objects do not.
+
+    Returns the weighted total and its parts (reconstruction is an element-wise MSE).
+    """
+    parts = {"reconstruction": F.mse_loss(reconstruction, original)}
+    within, across, n_within, n_across = _pair_sums(_groups(vi_codes, None))
+    parts["vi_similarity"] = 1 - within / n_within
+    parts["vi_dissimilarity"] = across / n_across
+    total = (reconstruction_weight * parts["reconstruction"] + similarity_weight * parts["vi_similarity"]
+             + dissimilarity_weight * parts["vi_dissimilarity"])
+    return total, parts
+
+
+# ----------------------------------------------------------------------------- loop references
+# Straightforward loops over objects and pairs: the definitions the vectorised losses are
+# tested against (tests/test_losses.py) and timed against (benchmarks/heads.py).
+
+
+def _loop_pairs(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    b, g, _ = groups.shape
+    within = across = groups.new_zeros(())
+    n_within = n_across = 0
+    for i in range(b):
+        for p in range(g):
+            for j in range(b):
+                for q in range(g):
+                    if i == j and p == q:
+                        continue
+                    cos = groups[i, p] @ groups[j, q]
+                    if i == j:
+                        within, n_within = within + cos, n_within + 1
+                    else:
+                        across, n_across = across + cos, n_across + 1
+    return within, across, n_within, n_across
+
+
+def object_similarity_loss_loop(image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    within, _, n_within, _ = _loop_pairs(_groups(image, text))
+    return 1 - within / n_within
+
+
+def seed_contrastive_loss_loop(image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    within, across, n_within, n_across = _loop_pairs(_groups(image, text))
+    return across / n_across - within / n_within
+
+
+def multi_positive_infonce_loop(image: torch.Tensor, text: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
+    groups = _groups(image, text)
+    b, g, _ = groups.shape
+    losses = []
+    for i in range(b):
+        for p in range(g):
+            anchor = groups[i, p]
+            others = [(j, q) for j in range(b) for q in range(g) if (j, q) != (i, p)]
+            denominator = torch.logsumexp(torch.stack([anchor @ groups[j, q] / temperature for j, q in others]), 0)
+            terms = [anchor @ groups[i, q] / temperature - denominator for q in range(g) if q != p]
+            losses.append(-torch.stack(terms).mean())
+    return torch.stack(losses).mean()

@@ -1,0 +1,59 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent,ipynb
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (mvclip)
+#     language: python
+#     name: mvclip
+# ---
+
+# %% [markdown]
+# # 12 · Summary: every method in one table
+#
+# One row per method that wrote `metrics/<method>.json` — a method added later appears
+# here by writing its row. All numbers are on the `test` objects. The seed's three
+# metrics are given as mean ± pooled std over pairs (std across objects of per-object
+# means in brackets); **view mAP** and **zero-shot accuracy** tell consistency from
+# collapse.
+
+# %% tags=["parameters"]
+config_path = "../params/default.yaml"
+run_dir = None
+
+# %%
+import pandas as pd
+from IPython.display import HTML, Markdown, display
+
+from mvclip_utils import summary
+from mvclip_utils.backbone import read_backbone_record
+from mvclip_utils.config import load_config
+from mvclip_utils.runs import RunLayout
+
+cfg = load_config(config_path)
+layout = RunLayout.for_run(cfg.run_name, run_dir)
+results = pd.read_csv(layout.results_table)
+display(Markdown(f"**Backbone:** {read_backbone_record(layout)['name']} · **run:** `{cfg.run_name}` · "
+                 f"**test objects:** {int(results.n_objects.iloc[0])} x {int(results.n_views.iloc[0])} views"))
+display(summary.summary_table(results))
+
+# %%
+summary.plot_method_comparison(results, f"Methods on the test objects ({read_backbone_record(layout)['name']})");
+
+# %% [markdown]
+# ## The seed's published table
+# ViT-B/32 on Objaverse *food-drink* objects (the seed write-up), mean ± std across
+# objects, for comparison of the qualitative pattern; the numbers above come from this
+# run's backbone and dataset.
+
+# %%
+display(summary.SEED_TABLE)
+
+# %% [markdown]
+# ## Every figure of this run
+
+# %%
+display(HTML(summary.figure_index_html(summary.figure_index(layout))))

@@ -1,0 +1,45 @@
+"""Vectorised losses against loop references, and their known values."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mvclip_utils import losses
+
+
+def batch(b=4, k=3, d=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, k, d, generator=g), torch.randn(b, d, generator=g)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_vectorised_losses_match_the_loops(seed):
+    image, text = batch(seed=seed)
+    torch.testing.assert_close(losses.object_similarity_loss(image, text), losses.object_similarity_loss_loop(image, text))
+    torch.testing.assert_close(losses.seed_contrastive_loss(image, text), losses.seed_contrastive_loss_loop(image, text))
+    torch.testing.assert_close(losses.multi_positive_infonce(image, text, 0.1),
+                               losses.multi_positive_infonce_loop(image, text, 0.1))
+
+
+def test_collapse_is_optimal_for_the_object_loss_but_not_the_contrastive_ones():
+    collapsed = F.normalize(torch.ones(4, 3, 8), dim=-1)
+    text = collapsed[:, 0]
+    assert losses.object_similarity_loss(collapsed, text).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.seed_contrastive_loss(collapsed, text).item() == pytest.approx(0.0, abs=1e-6)
+    separated = torch.eye(8)[:4, None].repeat(1, 3, 1)  # each object its own axis, all views identical
+    assert losses.object_similarity_loss(separated, separated[:, 0]).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.seed_contrastive_loss(separated, separated[:, 0]).item() == pytest.approx(-1.0, abs=1e-6)
+    assert losses.multi_positive_infonce(separated, separated[:, 0], 0.1) < losses.multi_positive_infonce(
+        collapsed, text, 0.1)
+
+
+def test_autoencoder_loss_parts():
+    original = torch.randn(4, 3, 8)
+    codes = torch.eye(6)[:4, None].repeat(1, 3, 1)  # consistent within objects, orthogonal across
+    total, parts = losses.autoencoder_loss(original, original, codes, 1.0, 2.0, 3.0)
+    assert parts["reconstruction"].item() == 0.0
+    assert parts["vi_similarity"].item() == pytest.approx(0.0, abs=1e-6)
+    assert parts["vi_dissimilarity"].item() == pytest.approx(0.0, abs=1e-6)
+    total, parts = losses.autoencoder_loss(original, torch.zeros_like(original), codes, 2.0, 1.0, 1.0)
+    assert parts["reconstruction"].item() == pytest.approx((original ** 2).mean().item())
+    assert total.item() == pytest.approx(2 * parts["reconstruction"].item(), abs=1e-6)
