@@ -66,7 +66,7 @@ def plot_method_comparison(results: pd.DataFrame, title: str) -> plt.Figure:
     ax.set_xticks(x, [columns[c] for c in data.columns], fontsize=8)
     ax.axhline(0, color="black", lw=0.5)
     ax.set(title=title, ylabel="value on test objects")
-    ax.legend(fontsize=8, ncol=len(data))
+    ax.legend(fontsize=8, ncol=len(data), loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     fig.tight_layout()
     return fig
 

@@ -64,14 +64,22 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     assert "build_dataset(" not in report, "inputs must be hidden in reports"
     assert "No asset failed." in report
     assert "failed=0" in report and report.count("rendering 10 views/object") == 1, "one coalesced progress line"
-    for stem in ["02_backbone", "03_embed", "04_baseline"]:
+    for stem in ["02_backbone", "03_embed", "04_baseline", "05_object_head", "06_contrastive_head",
+                 "07_autoencoder", "12_summary"]:
         html = (run_dir / "reports" / f"{stem}.html").read_text()
         assert "mvclip-tiny" in html, f"{stem} must say which backbone made its numbers"
         assert "Traceback" not in html
     baseline = (run_dir / "reports" / "04_baseline.html").read_text()
     assert baseline.count("data:image/png;base64") >= 4  # heatmaps, text-image matrix, zero-shot by view/elevation
     results = pd.read_csv(run_dir / "metrics" / "results.csv")
-    assert results.method.tolist() == ["baseline"] and results.backbone[0].startswith("mvclip-tiny")
+    assert results.method.tolist() == ["baseline", "autoencoder", "contrastive_head", "object_head"]
+    assert results.backbone.str.startswith("mvclip-tiny").all()
+    assert results.reconstruction_l2.notna().tolist() == [False, True, False, False]
+    for method in ["object_head", "contrastive_head", "autoencoder"]:
+        assert (run_dir / "models" / method / "model.pt").exists()
+    summary_html = (run_dir / "reports" / "12_summary.html").read_text()
+    assert "0.893 ± 0.067" in summary_html  # the seed's published table beside ours
+    assert "05_object_head.html" in summary_html and "04_baseline.html" in summary_html  # the figure index
     assert 0 <= results.view_retrieval_mAP[0] <= 1 and results.n_objects[0] == 12  # smoke: 12 test objects
     assert (run_dir / "embeddings" / "mvclip-tiny.npz").exists()
     index = (run_dir / "index.html").read_text()
