@@ -141,10 +141,16 @@ def apply_method(trained: TrainedMethod, emb: Embeddings) -> Embeddings:
 @torch.no_grad()
 def reconstruction_error(trained: TrainedMethod, emb: Embeddings) -> dict[str, float]:
     """Autoencoder output (VI + VD) against the CLIP embedding: element-wise MSE and mean L2 distance."""
+    from .metrics import cross_object_similarity, same_object_similarity
+
     original = torch.from_numpy(emb.image)
-    reconstruction, _, _ = trained.model(original)
+    reconstruction, codes, _ = trained.model(original)
+    codes = F.normalize(codes, dim=-1)
     return {"reconstruction_mse": float(F.mse_loss(reconstruction, original)),
-            "reconstruction_l2": float((reconstruction - original).norm(dim=-1).mean())}
+            "reconstruction_l2": float((reconstruction - original).norm(dim=-1).mean()),
+            # Where the consistency lives: the VI codes themselves, before decoding.
+            "vi_code_same_object_mean": same_object_similarity(codes).mean,
+            "vi_code_cross_object_mean": cross_object_similarity(codes).mean}
 
 
 def evaluate_method(trained: TrainedMethod, emb: Embeddings, views: pd.DataFrame) -> tuple[dict, Embeddings]:

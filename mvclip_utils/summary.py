@@ -52,6 +52,59 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def findings(results: pd.DataFrame) -> str:
+    """The seed's qualitative findings, checked against this run's numbers (markdown)."""
+    r = results.set_index("method")
+    if "baseline" not in r.index:
+        return "No baseline row yet: run notebook 04."
+    b = r.loc["baseline"]
+    lines = []
+
+    def has(m: str) -> bool:
+        return m in r.index
+
+    if has("object_head"):
+        o = r.loc["object_head"]
+        collapsed = o.cross_object_mean > b.cross_object_mean + 0.3
+        lines.append(
+            f"- **Object head collapses** (seed: yes) — {'reproduced' if collapsed else 'not reproduced'}: "
+            f"cross-object similarity {b.cross_object_mean:.3f} → {o.cross_object_mean:.3f}, same-object "
+            f"{b.same_object_mean:.3f} → {o.same_object_mean:.3f}, zero-shot on the canonical view "
+            f"{b.zero_shot_accuracy_canonical:.3f} → {o.zero_shot_accuracy_canonical:.3f}. View retrieval mAP "
+            f"{b.view_retrieval_mAP:.3f} → {o.view_retrieval_mAP:.3f} and recall@1 "
+            f"{b.view_retrieval_recall_at_1:.3f} → {o.view_retrieval_recall_at_1:.3f}: the collapse squeezes "
+            f"all objects together and erases their categories, but keeps a little of each object's identity "
+            f"in the ranking, so mAP alone does not flag it here.")
+    if has("contrastive_head"):
+        c = r.loc["contrastive_head"]
+        lines.append(
+            f"- **Contrastive head lowers cross-object similarity** (seed: yes) — cross-object "
+            f"{b.cross_object_mean:.3f} → {c.cross_object_mean:.3f}. **Text-image similarity** (seed: lower) "
+            f"{b.text_image_mean:.3f} → {c.text_image_mean:.3f}: "
+            + ("lower, as the seed found." if c.text_image_mean < b.text_image_mean else
+               "higher here, not reproduced: in this loss the caption is a member of its object's group, so the "
+               "head pulls each view toward its own caption while pushing other objects away; the seed code "
+               "weighed its terms with miscounted pair numbers, which this loss does not copy.")
+            + f" Zero-shot accuracy still drops ({b.zero_shot_accuracy_canonical:.3f} → "
+            f"{c.zero_shot_accuracy_canonical:.3f} on the canonical view): category prompts never enter the loss.")
+    if has("autoencoder"):
+        a = r.loc["autoencoder"]
+        codes = (f" Its view-independent codes are consistent and kept apart (same-object "
+                 f"{a.vi_code_same_object_mean:.3f}, cross-object {a.vi_code_cross_object_mean:.3f}), but the VI "
+                 f"decoding is free to collapse because the reconstruction only constrains VI + VD: most likely "
+                 f"the view-dependent path carries what tells objects apart in CLIP space."
+                 if "vi_code_cross_object_mean" in r and pd.notna(a.get("vi_code_cross_object_mean")) else "")
+        lines.append(
+            f"- **Autoencoder raises same-object similarity** (seed: yes) — {b.same_object_mean:.3f} → "
+            f"{a.same_object_mean:.3f}; **cross-object and text-image near the baseline** (seed: yes): "
+            f"{b.cross_object_mean:.3f} → {a.cross_object_mean:.3f} and {b.text_image_mean:.3f} → "
+            f"{a.text_image_mean:.3f}, "
+            + ("reproduced." if abs(a.cross_object_mean - b.cross_object_mean) < 0.15 else "not reproduced.") + codes
+            + f" Reconstruction: element-wise MSE {a.reconstruction_mse:.4f}, mean L2 distance "
+            f"{a.reconstruction_l2:.3f}.")
+    return "\n".join(lines)
+
+
 def plot_method_comparison(results: pd.DataFrame, title: str) -> plt.Figure:
     """Grouped bars of the headline metrics, one group per metric and one bar per method."""
     columns = {"same_object_mean": "same-object", "cross_object_mean": "cross-object", "text_image_mean": "text-image",

@@ -40,6 +40,12 @@ display(Markdown(f"**Backbone:** {read_backbone_record(layout)['name']} · **run
                  f"**test objects:** {int(results.n_objects.iloc[0])} x {int(results.n_views.iloc[0])} views"))
 display(summary.summary_table(results))
 
+# %% [markdown]
+# ## The seed's findings, checked
+
+# %%
+display(Markdown(summary.findings(results)))
+
 # %%
 summary.plot_method_comparison(results, f"Methods on the test objects ({read_backbone_record(layout)['name']})");
 
