@@ -283,3 +283,36 @@ def plot_zero_shot_comparison(by_view: dict[str, pd.DataFrame], title: str, chan
     ax.legend(fontsize=8, ncol=4)
     fig.tight_layout()
     return fig
+
+
+def show_method_run(run) -> None:
+    """What every method notebook shows: training, the metrics against the baseline, the seed-style
+    heatmaps beside the baseline's, and zero-shot accuracy per view (a `methods.MethodRun`)."""
+    from IPython.display import Markdown, display
+
+    from . import metrics
+
+    method, result = run.trained.method, run.trained.result
+    display(Markdown(f"**Backbone:** {run.backbone} · **{method.title}** trained for {result.steps} steps in "
+                     f"{result.seconds:.1f} s; weights of step {result.best_step} kept.\n\n"
+                     f"Differences from the seed code: {'; '.join(method.differences_from_seed)}."))
+    display(plot_training_curves(result, f"{method.title}: training"))
+    display(Markdown("## Against the frozen backbone (test objects)"))
+    display(metrics.comparison_table(run.results, ["baseline", method.name]).style.format("{:.3f}"))
+    if "reconstruction_l2" in run.row:
+        display(Markdown(
+            f"Reconstruction of the test embeddings (VI + VD against CLIP): element-wise MSE "
+            f"**{run.row['reconstruction_mse']:.4f}**, mean L2 distance **{run.row['reconstruction_l2']:.3f}** (CLIP "
+            f"embeddings have norm 1; the seed's 'L2 0.17' was an element-wise MSE). The view-independent codes: "
+            f"same-object similarity {run.row['vi_code_same_object_mean']:.3f}, cross-object "
+            f"{run.row['vi_code_cross_object_mean']:.3f}."))
+    baseline_mean, _ = metrics.view_pair_matrices(run.baseline_test.image)
+    method_mean, _ = metrics.view_pair_matrices(run.test.image)
+    display(plot_heatmaps_beside({"baseline": baseline_mean, method.title: method_mean}, run.views,
+                                 f"Same-object cosine similarity between views ({run.backbone})"))
+    test = run.test
+    display(plot_zero_shot_comparison({
+        "baseline": metrics.zero_shot_by_view(run.baseline_test.image, test.category_text, test.labels, run.views),
+        method.title: metrics.zero_shot_by_view(test.image, test.category_text, test.labels, run.views),
+    }, "Zero-shot accuracy per view", 1 / len(test.category_names)))
+    plt.close("all")  # displayed above; do not show them twice

@@ -30,37 +30,11 @@ run_dir = None
 method = "contrastive_head"
 
 # %%
-from IPython.display import Markdown, display
-
-from mvclip_utils import metrics, plots
+from mvclip_utils import plots
 from mvclip_utils.config import load_config
-from mvclip_utils.methods import METHODS, run_method
+from mvclip_utils.methods import run_method
 from mvclip_utils.runs import RunLayout
 
 cfg = load_config(config_path)
-layout = RunLayout.for_run(cfg.run_name, run_dir)
-run = run_method(method, cfg, layout)
-display(Markdown(f"**Backbone:** {run.backbone} · **{METHODS[method].title}** trained for "
-                 f"{run.trained.result.steps} steps in {run.trained.result.seconds:.1f} s; weights of step "
-                 f"{run.trained.result.best_step} kept.\n\nDifferences from the seed code: "
-                 + "; ".join(METHODS[method].differences_from_seed) + "."))
-plots.plot_training_curves(run.trained.result, f"{METHODS[method].title}: training");
-
-# %% [markdown]
-# ## Against the frozen backbone (test objects)
-
-# %%
-display(metrics.comparison_table(run.results, ["baseline", method]).style.format("{:.3f}"))
-
-# %%
-baseline_mean, _ = metrics.view_pair_matrices(run.baseline_test.image)
-method_mean, _ = metrics.view_pair_matrices(run.test.image)
-plots.plot_heatmaps_beside({"baseline": baseline_mean, METHODS[method].title: method_mean}, run.views,
-                           f"Same-object cosine similarity between views ({run.backbone})");
-
-# %%
-chance = 1 / len(run.test.category_names)
-plots.plot_zero_shot_comparison({
-    "baseline": metrics.zero_shot_by_view(run.baseline_test.image, run.test.category_text, run.test.labels, run.views),
-    METHODS[method].title: metrics.zero_shot_by_view(run.test.image, run.test.category_text, run.test.labels,
-                                                     run.views)}, "Zero-shot accuracy per view", chance);
+run = run_method(method, cfg, RunLayout.for_run(cfg.run_name, run_dir))
+plots.show_method_run(run)
