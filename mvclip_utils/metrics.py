@@ -248,6 +248,10 @@ def evaluation_row(image, text, category_text, labels, views: pd.DataFrame) -> d
     return row
 
 
+# Display order of results rows: the seed's order, then any other method alphabetically.
+METHOD_ORDER = ("baseline", "object_head", "contrastive_head", "autoencoder", "omniview_tuning")
+
+
 def write_result(layout: RunLayout, method: str, metrics: dict, backbone: str, extra: dict | None = None) -> pd.DataFrame:
     """Write metrics/<method>.json and rebuild metrics/results.csv: one row per method JSON."""
     record = {"method": method, "backbone": backbone, **metrics, **(extra or {})}
@@ -260,8 +264,9 @@ def rebuild_results_table(layout: RunLayout) -> pd.DataFrame:
     rows = [json.loads(p.read_text()) for p in sorted(layout.metrics.glob("*.json"))]
     table = pd.DataFrame(rows)
     if len(table):
-        order = {"baseline": 0}
-        table = table.sort_values("method", key=lambda s: s.map(lambda m: (order.get(m, 1), m))).reset_index(drop=True)
+        order = {m: i for i, m in enumerate(METHOD_ORDER)}
+        table = table.sort_values("method", key=lambda s: s.map(lambda m: (order.get(m, len(order)), m)))
+        table = table.reset_index(drop=True)
     atomic_write_text(layout.results_table, table.to_csv(index=False))
     return table
 

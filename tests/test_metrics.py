@@ -115,3 +115,6 @@ def test_results_table_has_one_row_per_method(tmp_path):
     again = metrics.write_result(layout, "baseline", {"same_object_mean": 0.7}, "tiny")
     assert again.same_object_mean.tolist() == [0.7, 0.9]
     assert pd.read_csv(layout.results_table).method.tolist() == ["baseline", "object_head"]
+    table = metrics.write_result(layout, "autoencoder", {"same_object_mean": 0.6}, "tiny")
+    table = metrics.write_result(layout, "a_new_method", {"same_object_mean": 0.5}, "tiny")
+    assert table.method.tolist() == ["baseline", "object_head", "autoencoder", "a_new_method"]

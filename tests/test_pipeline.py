@@ -72,9 +72,9 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     baseline = (run_dir / "reports" / "04_baseline.html").read_text()
     assert baseline.count("data:image/png;base64") >= 4  # heatmaps, text-image matrix, zero-shot by view/elevation
     results = pd.read_csv(run_dir / "metrics" / "results.csv")
-    assert results.method.tolist() == ["baseline", "autoencoder", "contrastive_head", "object_head"]
+    assert results.method.tolist() == ["baseline", "object_head", "contrastive_head", "autoencoder"]
     assert results.backbone.str.startswith("mvclip-tiny").all()
-    assert results.reconstruction_l2.notna().tolist() == [False, True, False, False]
+    assert results.reconstruction_l2.notna().tolist() == [False, False, False, True]
     for method in ["object_head", "contrastive_head", "autoencoder"]:
         assert (run_dir / "models" / method / "model.pt").exists()
     summary_html = (run_dir / "reports" / "12_summary.html").read_text()
