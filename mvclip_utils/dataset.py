@@ -19,7 +19,7 @@ import pandas as pd
 from PIL import Image
 
 from .cameras import views_table
-from .config import RunConfig, SplitConfig, dump_config, load_config
+from .config import ConfigError, RunConfig, SplitConfig, dump_config, load_config
 from .objects import make_objects
 from .render import MAX_LABELS, RenderJob, RenderSummary, render_jobs
 from .runs import RunLayout, atomic_write_parquet
@@ -189,11 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", help="defaults to outputs/<run_name>")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    cfg = load_config(args.config)
-    layout = RunLayout.for_run(cfg.run_name, args.run_dir)
-    layout.root.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, layout.config)
-    objects, summary = build_dataset(cfg, layout, progress=not args.quiet)
+    try:
+        cfg = load_config(args.config)
+        layout = RunLayout.for_run(cfg.run_name, args.run_dir)
+        layout.root.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, layout.config)
+        objects, summary = build_dataset(cfg, layout, progress=not args.quiet)
+    except (ConfigError, RuntimeError, ValueError) as exc:
+        print(f"mvclip: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps({**asdict(summary), "images_per_second": summary.images_per_second,
                       "objects": len(objects), "ok": int((objects.status == "ok").sum()),
                       "failed": int((objects.status == "failed").sum())}))

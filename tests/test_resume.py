@@ -124,3 +124,25 @@ def test_an_object_that_keeps_killing_its_worker_is_recorded_failed(tmp_path):
     objects, summary = build_dataset(load_config(config), layout, progress=False)
     assert summary.rendered == 1 and summary.skipped == 23
     assert (objects.status == "ok").all()
+
+
+def test_workers_that_always_die_stop_the_run_with_a_pointer_to_the_logs(tmp_path):
+    # A sitecustomize that kills every spawned render worker at start-up (bpy missing, a
+    # broken GPU driver, ...): the run must stop with a clear error instead of marking
+    # every object failed.
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(
+        "import os\n"
+        "if b'spawn_main' in open('/proc/self/cmdline', 'rb').read():\n"
+        "    os._exit(3)\n")
+    config = write_config(tmp_path / "cfg.yaml")
+    env = {**os.environ, "PYTHONPATH": f"{hooks}:{os.environ.get('PYTHONPATH', '')}"}
+    result = subprocess.run([sys.executable, "-m", "mvclip_utils.dataset", "--config", str(config), "--run-dir",
+                             str(tmp_path / "run"), "--quiet"], cwd=REPO, capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode != 0
+    assert "render workers keep dying (last exit code 3)" in result.stderr
+    assert "render_logs" in result.stderr
+    statuses = list((tmp_path / "run" / "dataset" / "status").glob("*.json"))
+    assert all(json.loads(p.read_text())["retry_on_rerun"] for p in statuses)  # nothing marked as a bad asset
