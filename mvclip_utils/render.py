@@ -528,9 +528,7 @@ def render_jobs(jobs: list[RenderJob], layout: RunLayout, cfg: RenderConfig, vie
 def _export_worker(spec_jsons: list[str], out_dir: str) -> None:
     import bpy
 
-    from .config import RenderConfig as _Cfg
-
-    renderer = _SceneRenderer(_Cfg(), [], 0)
+    renderer = _SceneRenderer(RenderConfig(), [], 0)
     for spec_json in spec_jsons:
         renderer.reset()
         meshes = renderer.build_procedural(spec_json)
