@@ -89,11 +89,6 @@ class Backbone:
     slug: str  # file-name form, e.g. "ViT-B-32_openai"
     identity: str  # changes whenever the weights do (cache key)
 
-    @property
-    def image_size(self) -> int:
-        size = self.model.visual.image_size
-        return size[0] if isinstance(size, (tuple, list)) else int(size)
-
     def autocast(self):
         return torch.autocast("cuda", dtype=torch.float16) if self.use_amp else contextlib.nullcontext()
 

@@ -300,7 +300,7 @@ def _check_semantics(cfg: RunConfig) -> None:
             _fail(f"render.ood_views[{i}].distance", f"expected a positive distance, got {v.distance}")
     p = cfg.backbone.pretrain
     for key, value in {"backbone.pretrain.steps": p.steps, "backbone.pretrain.batch_size": p.batch_size,
-                       "backbone.pretrain.lr": p.lr, "backbone.pretrain.torch_threads": p.torch_threads + 1,
+                       "backbone.pretrain.lr": p.lr,
                        "embed.batch_size": cfg.embed.batch_size, "heads.steps": cfg.heads.steps,
                        "heads.lr": cfg.heads.lr,
                        "heads.validate_every": cfg.heads.validate_every,
@@ -311,6 +311,8 @@ def _check_semantics(cfg: RunConfig) -> None:
                            "embed.prompt_templates": cfg.embed.prompt_templates}.items():
         if not templates or any("{}" not in t for t in templates):
             _fail(key, f"expected templates that each contain '{{}}', got {templates}")
+    if p.torch_threads < 0:
+        _fail("backbone.pretrain.torch_threads", f"expected 0 (one per core) or a positive count, got {p.torch_threads}")
     if cfg.heads.views_per_object < 2:
         _fail("heads.views_per_object", f"expected at least 2 (pairs of views), got {cfg.heads.views_per_object}")
     if not 0.0 <= p.category_caption_prob <= 1.0:

@@ -12,7 +12,6 @@ import json
 from dataclasses import dataclass, replace
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -164,12 +163,6 @@ def evaluate_method(trained: TrainedMethod, emb: Embeddings, views: pd.DataFrame
     row["train_steps"] = trained.result.steps
     row["best_step"] = trained.result.best_step
     return row, test
-
-
-def loss_curves(trained: TrainedMethod) -> pd.DataFrame:
-    r = trained.result
-    return pd.DataFrame({"step": np.arange(len(r.losses)), "train": r.losses}).merge(
-        pd.DataFrame({"step": r.val_steps, "val": r.val_losses}), on="step", how="left")
 
 
 @dataclass

@@ -93,6 +93,9 @@ def test_semantic_checks():
     assert error_of({"dataset": {"splits": {"test": 0.9}}}).startswith("dataset.splits: expected non-negative")
     assert "unknown category 'spaceship'" in error_of({"dataset": {"procedural": {"categories": ["spaceship"]}}})
     assert error_of({"render": {"elevations_deg": [100]}}).startswith("render.elevations_deg[0]")
+    assert error_of({"backbone": {"pretrain": {"torch_threads": -1}}}) == \
+        "backbone.pretrain.torch_threads: expected 0 (one per core) or a positive count, got -1"
+    assert error_of({"heads": {"views_per_object": 1}}).startswith("heads.views_per_object: expected at least 2")
 
 
 def test_load_config_prefixes_the_file_name(tmp_path):
