@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,7 @@ class Embeddings:
     category_names: np.ndarray  # [C]
     splits: np.ndarray  # [N]
     backbone: str
+    from_cache: bool = field(default=False, compare=False)  # set by embed_dataset; not stored
 
     @property
     def labels(self) -> np.ndarray:
@@ -101,7 +102,7 @@ def embed_dataset(cfg: RunConfig, layout: RunLayout, backbone: Backbone, progres
     if path.exists():
         with np.load(path, allow_pickle=False) as cached:
             if str(cached["fingerprint"]) == fingerprint:
-                return _from_npz(cached)
+                return replace(_from_npz(cached), from_cache=True)
     objects = load_objects(layout)
     objects = objects[objects.status == "ok"].reset_index(drop=True)
     views = load_views(layout)
@@ -118,13 +119,14 @@ def embed_dataset(cfg: RunConfig, layout: RunLayout, backbone: Backbone, progres
     )
     layout.embeddings.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, fingerprint=fingerprint, **{k: v for k, v in emb.__dict__.items()})
+    np.savez(tmp, fingerprint=fingerprint, **{k: v for k, v in emb.__dict__.items() if k != "from_cache"})
     os.replace(tmp, path)
     return emb
 
 
 def _from_npz(data) -> Embeddings:
-    return Embeddings(**{f: (str(data[f]) if f == "backbone" else data[f]) for f in Embeddings.__dataclass_fields__})
+    return Embeddings(**{f: (str(data[f]) if f == "backbone" else data[f]) for f in Embeddings.__dataclass_fields__
+                         if f != "from_cache"})
 
 
 def load_embeddings(layout: RunLayout, backbone_slug: str) -> Embeddings:

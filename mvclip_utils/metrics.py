@@ -179,7 +179,9 @@ def caption_retrieval(image, text, ks: tuple[int, ...] = (1, 5)) -> dict[str, fl
         image = image[:, None]
     sims = torch.einsum("nvd,md->nvm", image, text)
     own = sims.diagonal(dim1=0, dim2=2).T  # [N, V]: similarity to the object's own caption
-    rank = (sims > own[..., None]).sum(-1)  # captions strictly closer than the right one
+    # Captions at least as close as the right one, itself excluded: ties count against it, so a
+    # collapsed embedding scores chance rather than a perfect recall (as in view_retrieval).
+    rank = (sims >= own[..., None]).sum(-1) - 1
     return {f"recall_at_{k}": float((rank < k).double().mean()) for k in ks}
 
 
@@ -252,12 +254,34 @@ def evaluation_row(image, text, category_text, labels, views: pd.DataFrame) -> d
 METHOD_ORDER = ("baseline", "object_head", "contrastive_head", "autoencoder", "omniview_tuning")
 
 
+def caption_retrieval_table(image, text, views: pd.DataFrame, ks: tuple[int, ...] = (1, 5)) -> pd.DataFrame:
+    """Image -> caption recall@k from the canonical view, from every grid view, and at chance."""
+    from .dataset import canonical_view_id
+
+    grid = (views.kind == "grid").to_numpy()
+    canonical = canonical_view_id(views)
+    at = int(np.flatnonzero(views.view_id.to_numpy() == canonical)[0])
+    n = len(text)
+    return pd.DataFrame({
+        f"canonical view ({canonical})": caption_retrieval(_as_tensor(image)[:, at], text, ks),
+        "all grid views": caption_retrieval(_as_tensor(image)[:, grid], text, ks),
+        "chance": {f"recall_at_{k}": min(k / n, 1.0) for k in ks},
+    }).T
+
+
 def write_result(layout: RunLayout, method: str, metrics: dict, backbone: str, extra: dict | None = None) -> pd.DataFrame:
     """Write metrics/<method>.json and rebuild metrics/results.csv: one row per method JSON."""
     record = {"method": method, "backbone": backbone, **metrics, **(extra or {})}
     layout.metrics.mkdir(parents=True, exist_ok=True)
     atomic_write_text(layout.metrics / f"{method}.json", json.dumps(record, indent=1, default=float))
     return rebuild_results_table(layout)
+
+
+def load_results(layout: RunLayout) -> pd.DataFrame:
+    if not layout.results_table.exists():
+        raise FileNotFoundError(f"{layout.results_table} is missing: run notebook 04_baseline (and any method "
+                                f"notebooks) first, e.g. python -m mvclip_utils.pipeline --config ... --only 04-07")
+    return pd.read_csv(layout.results_table)
 
 
 def rebuild_results_table(layout: RunLayout) -> pd.DataFrame:

@@ -28,15 +28,13 @@ config_path = "../params/default.yaml"
 run_dir = None
 
 # %%
-import pandas as pd
 from IPython.display import Markdown, display
 
-from mvclip_utils import plots
+from mvclip_utils import metrics, plots
 from mvclip_utils.backbone import load_backbone, write_backbone_record
 from mvclip_utils.config import TINY_MODEL, load_config
-from mvclip_utils.dataset import canonical_view_id, load_objects, load_views
-from mvclip_utils.embed import encode_views
-from mvclip_utils.metrics import caption_retrieval
+from mvclip_utils.dataset import load_views
+from mvclip_utils.embed import embed_dataset
 from mvclip_utils.pretrain import pretrain_tiny_clip
 from mvclip_utils.runs import RunLayout
 
@@ -71,19 +69,11 @@ display(Markdown(f"**Backbone:** {backbone.name} · {info['parameters'] / 1e6:.2
 # ## Does it behave like CLIP? Caption retrieval on held-out objects
 # Image-to-caption recall among the captions of the `test` objects (never seen in
 # pretraining), from the canonical view and from all grid views. A gap between the two
-# is the first sign of view dependence; notebook 04 measures it properly.
+# is the first sign of view dependence; notebook 04 measures it properly. The
+# embeddings computed here are cached for notebook 03.
 
 # %%
-objects = load_objects(layout)
-test = objects[(objects.split == "test") & (objects.status == "ok")]
-views = load_views(layout)
-grid_ids = views[views.kind == "grid"].view_id.tolist()
-image = encode_views(backbone, layout, test.object_id.tolist(), grid_ids, cfg.embed.batch_size, 0, progress=False)
-text = backbone.encode_texts(test.caption.tolist()).cpu().numpy()
-canonical = grid_ids.index(canonical_view_id(views))
-chance = 1 / len(test)
-display(pd.DataFrame({
-    f"canonical view ({grid_ids[canonical]})": caption_retrieval(image[:, canonical], text, ks=(1, 5)),
-    "all grid views": caption_retrieval(image, text, ks=(1, 5)),
-    "chance": {"recall_at_1": chance, "recall_at_5": 5 * chance},
-}).T.style.format("{:.3f}").set_caption(f"{len(test)} test objects, backbone {backbone.name}"))
+# Embeds every view (the cache notebook 03 then reuses); only the test objects are scored here.
+test = embed_dataset(cfg, layout, backbone).split("test")
+display(metrics.caption_retrieval_table(test.image, test.text, load_views(layout)).style.format("{:.3f}")
+        .set_caption(f"{len(test.object_ids)} test objects, backbone {backbone.name}"))

@@ -49,7 +49,8 @@ display(Markdown(
     f"**Backbone:** {emb.backbone}\n\n"
     f"`{embeddings_path(layout, backbone.slug).relative_to(layout.root)}`: image {emb.image.shape}, "
     f"text {emb.text.shape}, category prompts {emb.category_text.shape} — "
-    f"{n_images} images in {seconds:.1f} s ({n_images / seconds:.0f} images/s, or loaded from the cache)."))
+    + (f"loaded from the cache (written by notebook 02 or an earlier run) in {seconds:.1f} s." if emb.from_cache
+       else f"{n_images} images embedded in {seconds:.1f} s ({n_images / seconds:.0f} images/s).")))
 display(pd.crosstab(pd.Series(emb.categories, name="category"), pd.Series(emb.splits, name="split")))
 
 # %% [markdown]

@@ -25,17 +25,16 @@ config_path = "../params/default.yaml"
 run_dir = None
 
 # %%
-import pandas as pd
 from IPython.display import HTML, Markdown, display
 
-from mvclip_utils import summary
+from mvclip_utils import metrics, summary
 from mvclip_utils.backbone import read_backbone_record
 from mvclip_utils.config import load_config
 from mvclip_utils.runs import RunLayout
 
 cfg = load_config(config_path)
 layout = RunLayout.for_run(cfg.run_name, run_dir)
-results = pd.read_csv(layout.results_table)
+results = metrics.load_results(layout)
 display(Markdown(f"**Backbone:** {read_backbone_record(layout)['name']} · **run:** `{cfg.run_name}` · "
                  f"**test objects:** {int(results.n_objects.iloc[0])} x {int(results.n_views.iloc[0])} views"))
 display(summary.summary_table(results))

@@ -68,6 +68,7 @@ def test_view_pair_matrices_agree_with_a_loop():
 
 def test_collapse_is_not_rewarded_by_retrieval():
     collapsed = F.normalize(torch.ones(20, 4, 8), dim=-1)
+    assert metrics.caption_retrieval(collapsed, collapsed[:, 0]) == {"recall_at_1": 0.0, "recall_at_5": 0.0}
     result = metrics.view_retrieval(collapsed)
     assert result["recall_at_1"] == 0.0  # ties broken against the positives
     assert result["mAP"] < 0.2
@@ -104,7 +105,8 @@ def test_zero_shot_and_caption_retrieval():
     assert by_view.accuracy.tolist() == pytest.approx([1.0, 2 / 3])
     assert by_view.stderr.iloc[0] == 0.0
     recall = metrics.caption_retrieval(image, categories, ks=(1, 2))
-    assert recall == {"recall_at_1": pytest.approx(5 / 6), "recall_at_2": 1.0}
+    # Object 1 seen from b is caption 0 exactly and ties captions 1 and 2 at 0: ties count against it.
+    assert recall == {"recall_at_1": pytest.approx(5 / 6), "recall_at_2": pytest.approx(5 / 6)}
 
 
 def test_results_table_has_one_row_per_method(tmp_path):
@@ -118,3 +120,19 @@ def test_results_table_has_one_row_per_method(tmp_path):
     table = metrics.write_result(layout, "autoencoder", {"same_object_mean": 0.6}, "tiny")
     table = metrics.write_result(layout, "a_new_method", {"same_object_mean": 0.5}, "tiny")
     assert table.method.tolist() == ["baseline", "object_head", "autoencoder", "a_new_method"]
+
+
+def test_caption_retrieval_table_rows_and_missing_results(tmp_path):
+    views = pd.DataFrame({"view_id": ["el+40_az000", "el+40_az090", "ood_x"], "azimuth_deg": [0, 90, 0],
+                          "elevation_deg": [40, 40, 90], "distance": 1.5, "kind": ["grid", "grid", "ood"]})
+    text = torch.eye(4)[:3]
+    image = torch.zeros(3, 3, 4)
+    image[:, 0, :3] = torch.eye(3)  # view az000 matches its own caption
+    image[:, 1, 3] = 1  # view az090 matches nothing better than the others
+    image[:, 2, :3] = torch.eye(3)
+    table = metrics.caption_retrieval_table(image, text, views, ks=(1,))
+    assert table.loc["canonical view (el+40_az000)", "recall_at_1"] == 1.0
+    assert table.loc["all grid views", "recall_at_1"] == 0.5  # az090 ties every caption: ties count against it
+    assert table.loc["chance", "recall_at_1"] == pytest.approx(1 / 3)
+    with pytest.raises(FileNotFoundError, match="run notebook 04_baseline"):
+        metrics.load_results(RunLayout(tmp_path))

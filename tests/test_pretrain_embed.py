@@ -60,7 +60,8 @@ def test_embeddings_cover_every_view_and_are_cached(rendered):
 
     path = embeddings_path(layout, backbone.slug)
     mtime = path.stat().st_mtime_ns
-    embed_dataset(cfg, layout, backbone, progress=False)
+    assert not emb.from_cache
+    assert embed_dataset(cfg, layout, backbone, progress=False).from_cache
     assert path.stat().st_mtime_ns == mtime, "same backbone and dataset: loaded from the cache"
     loaded = load_embeddings(layout, backbone.slug)
     np.testing.assert_array_equal(loaded.image, emb.image)
