@@ -15,7 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mvclip_utils import metrics
+from mvclip_utils import metrics, reference
 
 
 def embeddings(n: int, v: int, d: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,7 +40,7 @@ def main() -> None:
     print(f"torch threads: {torch.get_num_threads()}")
 
     image, text = embeddings(args.brute_objects, 36, 512)
-    reference, brute_s = timed(metrics.brute_force_similarity, image, text)
+    reference, brute_s = timed(reference.brute_force_similarity, image, text)
     closed, closed_s = timed(metrics.similarity_stats, image, text)
     worst = max(abs(getattr(closed[k], f) - getattr(reference[k], f))
                 for k in reference for f in ("mean", "pooled_std", "object_std"))

@@ -11,7 +11,6 @@ vocabulary its text tower was trained with.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import TINY_MODEL, BackboneConfig
-from .runs import RunLayout
+from .runs import RunLayout, StaleArtifactError, atomic_write_json, atomic_write_text, file_digest
 
 MODEL_CONFIGS = Path(__file__).resolve().parent / "model_configs"
 open_clip.add_model_config(MODEL_CONFIGS)
@@ -69,8 +68,8 @@ class CaptionTokenizer:
         return out
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps({"words": self.words, "vocab_size": self.vocab_size,
-                                    "context_length": self.context_length}, indent=0))
+        atomic_write_text(path, json.dumps({"words": self.words, "vocab_size": self.vocab_size,
+                                            "context_length": self.context_length}, indent=0))
 
     @classmethod
     def load(cls, path: Path) -> "CaptionTokenizer":
@@ -132,20 +131,10 @@ def resolve_device(setting: str = "auto") -> torch.device:
     return torch.device(setting)
 
 
-def tiny_checkpoint(layout: RunLayout) -> Path:
-    return layout.backbone_checkpoint(TINY_MODEL)
-
-
-def tiny_vocabulary(layout: RunLayout) -> Path:
-    return layout.backbone_vocabulary(TINY_MODEL)
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+def tiny_slug(cfg: BackboneConfig) -> str:
+    """The file-name form of the tiny backbone pretrained here: the all-views control gets its own,
+    so its checkpoint, embeddings and results never overwrite the canonical model's."""
+    return TINY_MODEL if cfg.pretrain.views == "canonical" else f"{TINY_MODEL}-{cfg.pretrain.views}views"
 
 
 def create_tiny_model() -> tuple[torch.nn.Module, Callable]:
@@ -172,12 +161,12 @@ def load_backbone(cfg: BackboneConfig, layout: RunLayout | None = None) -> Backb
     """The configured backbone, in eval mode on its device (CUDA when present, mixed precision there)."""
     device = resolve_device(cfg.device)
     use_amp = device.type == "cuda" and cfg.precision in ("auto", "amp")
-    if cfg.model == TINY_MODEL and not cfg.pretrained:
-        if layout is None or not tiny_checkpoint(layout).exists():
-            where = tiny_checkpoint(layout) if layout else f"backbone/{TINY_MODEL}.pt"
-            raise BackboneLoadError(f"{where} does not exist: the tiny backbone is pretrained by notebook 02_backbone "
-                                    f"(python -m mvclip_utils.pipeline --config ... --only 02)")
-        checkpoint = tiny_checkpoint(layout)
+    pretrained_here = cfg.model == TINY_MODEL and not cfg.pretrained
+    if pretrained_here:
+        checkpoint = layout.backbone_checkpoint(tiny_slug(cfg)) if layout else Path(f"backbone/{tiny_slug(cfg)}.pt")
+        if not checkpoint.exists():
+            raise BackboneLoadError(f"{checkpoint} does not exist: the tiny backbone is pretrained by notebook "
+                                    f"02_backbone (python -m mvclip_utils.pipeline --config ... --only 02)")
         tag = str(checkpoint)
     else:
         checkpoint, tag = (Path(cfg.pretrained) if Path(cfg.pretrained).is_file() else None), cfg.pretrained
@@ -188,14 +177,14 @@ def load_backbone(cfg: BackboneConfig, layout: RunLayout | None = None) -> Backb
         raise BackboneLoadError(_offline_message(cfg.model, tag, exc)) from exc
     model.eval()
     if cfg.model == TINY_MODEL:
-        vocab = tiny_vocabulary(layout) if layout and not cfg.pretrained else checkpoint.with_name(
-            f"{checkpoint.stem}-vocab.json")
+        vocab = checkpoint.with_name(f"{checkpoint.stem}-vocab.json")
         if not vocab.exists():
             raise BackboneLoadError(f"{vocab} is missing: an {TINY_MODEL} checkpoint needs the word vocabulary "
                                     "it was trained with beside it")
         tokenizer = CaptionTokenizer.load(vocab)
-        name = f"{TINY_MODEL} (pretrained here, {checkpoint.name})"
-        slug = TINY_MODEL
+        name = (f"{TINY_MODEL} (pretrained here on {cfg.pretrain.views} views, {checkpoint.name})" if pretrained_here
+                else f"{TINY_MODEL} ({checkpoint.name})")
+        slug = tiny_slug(cfg) if pretrained_here else checkpoint.stem
     else:
         tokenizer = open_clip.get_tokenizer(cfg.model)
         name = f"{cfg.model} / {Path(tag).name if checkpoint else tag}"
@@ -234,18 +223,33 @@ def spatial_features(backbone: Backbone, images: torch.Tensor, project: bool = T
         return tokens.float().transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
 
 
-def write_backbone_record(layout: RunLayout, backbone: Backbone, **extra) -> dict:
-    """Which backbone this run uses (what later notebooks and reports name)."""
+def write_backbone_record(layout: RunLayout, backbone: Backbone, dataset_fingerprint: str | None = None,
+                          **extra) -> dict:
+    """Which backbone this run uses (what later notebooks and reports name), with what it was made
+    from: the checkpoint's hash and, for a backbone pretrained here, the dataset's fingerprint."""
     record = {"name": backbone.name, "slug": backbone.slug, "identity": backbone.identity,
               "device": str(backbone.device), "mixed_precision": backbone.use_amp,
-              "parameters": sum(p.numel() for p in backbone.model.parameters()), **extra}
-    layout.backbone.mkdir(parents=True, exist_ok=True)
-    layout.backbone_record.write_text(json.dumps(record, indent=1))
+              "parameters": sum(p.numel() for p in backbone.model.parameters()),
+              "dataset_fingerprint": dataset_fingerprint, **extra}
+    atomic_write_json(layout.backbone_record, record)
     return record
 
 
-def read_backbone_record(layout: RunLayout) -> dict:
+def read_backbone_record(layout: RunLayout, check: bool = True) -> dict:
+    """The run's backbone record; with `check`, refuses one made from another dataset or whose
+    checkpoint has changed since (an interrupted or partial rerun of notebook 02)."""
     path = layout.backbone_record
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run notebook 02_backbone first")
-    return json.loads(path.read_text())
+    record = json.loads(path.read_text())
+    if check:
+        from .dataset import dataset_fingerprint
+
+        made_from = record.get("dataset_fingerprint")
+        if made_from and made_from != dataset_fingerprint(layout):
+            raise StaleArtifactError(path, "the backbone was pretrained on another version of the dataset", "02_backbone")
+        checkpoint = layout.backbone_checkpoint(record["slug"])
+        if made_from and (not checkpoint.exists() or record["identity"] != f"{TINY_MODEL}|{file_digest(checkpoint)}"):
+            raise StaleArtifactError(path, f"{checkpoint.name} is missing or is not the checkpoint it records",
+                                     "02_backbone")
+    return record

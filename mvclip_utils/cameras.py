@@ -69,3 +69,20 @@ def project_points(camera_to_world_matrix: np.ndarray, fov_deg: float, resolutio
     x_ndc = focal * local[:, 0] / -local[:, 2]
     y_ndc = focal * local[:, 1] / -local[:, 2]
     return np.stack([(x_ndc + 1) / 2 * resolution, (1 - y_ndc) / 2 * resolution], axis=1)
+
+
+def canonical_view_id(views: pd.DataFrame, configured: str = "", azimuth_deg: float = 30.0) -> str:
+    """The canonical ("clean") view: `configured` (backbone.pretrain.canonical_view) when set,
+    else a front three-quarter view, the grid view at the middle elevation (sorted, whatever
+    the config's order) nearest `azimuth_deg`. The tiny backbone is pretrained on it, and every
+    metric's "canonical" column is measured on it."""
+    if configured:
+        if configured not in set(views.view_id):
+            raise ValueError(f"backbone.pretrain.canonical_view: {configured!r} is not a view of this dataset; "
+                             f"expected one of {', '.join(views.view_id[:6])}, ...")
+        return configured
+    grid = views[views.kind == "grid"]
+    elevations = sorted(set(grid.elevation_deg))
+    ring = grid[grid.elevation_deg == elevations[len(elevations) // 2]]
+    gap = (ring.azimuth_deg - azimuth_deg + 180) % 360 - 180
+    return ring.view_id.iloc[int(np.argmin(np.abs(gap.to_numpy())))]

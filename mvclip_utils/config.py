@@ -13,9 +13,12 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
+import numpy as np
 import yaml
+
+from .runs import atomic_write_text
 
 
 class ConfigError(ValueError):
@@ -57,10 +60,18 @@ class ProceduralConfig:
 class ObjaverseConfig:
     # The seed code keeps every object whose annotation `categories` contain food-drink.
     annotation_categories: list[str] = field(default_factory=lambda: ["food-drink"])
-    lvis_categories: list[str] = field(default_factory=list)
+    # The category of each object (what zero-shot and the probes classify): "auto" keeps
+    # every LVIS category with at least `lvis_min_objects` objects among the selection;
+    # a list keeps those LVIS categories; [] = no LVIS filter (category = annotation
+    # category, a single class for food-drink: zero-shot would be trivially 1.0).
+    lvis_categories: Union[Literal["auto"], list[str]] = "auto"
+    lvis_min_objects: int = 5
     uids_file: Optional[ExistingFile] = None  # one uid per line: render exactly these
     max_objects: Optional[int] = None
     download_processes: int = 8
+
+
+SPLITS = ("pretrain", "train", "val", "test")
 
 
 @dataclass
@@ -69,6 +80,14 @@ class SplitConfig:
     train: float = 0.25
     val: float = 0.05
     test: float = 0.2
+
+    def sizes(self, n: int) -> dict[str, int]:
+        """How many of `n` objects (one category) each split gets: largest remainders, so the
+        counts sum to `n` and follow the fractions as closely as whole objects can."""
+        exact = np.array([getattr(self, s) for s in SPLITS]) * n
+        counts = np.floor(exact + 1e-9).astype(int)
+        counts[np.argsort(-(exact - counts), kind="stable")[: n - counts.sum()]] += 1
+        return dict(zip(SPLITS, counts.tolist()))
 
 
 @dataclass
@@ -142,6 +161,10 @@ class EmbedConfig:
     # Category prompts, averaged over templates as CLIP does for zero-shot classification.
     prompt_templates: list[str] = field(default_factory=lambda: [
         "a photo of a {}", "a rendering of a {}", "a picture of a {}", "a {}", "an image of a {}"])
+    # Prompts in no pretraining caption (CLIP's ImageNet templates): zero-shot with them shows
+    # how much the tiny backbone's accuracy owes to having seen the prompts verbatim.
+    unseen_prompt_templates: list[str] = field(default_factory=lambda: [
+        "a good photo of the {}.", "a close-up photo of the {}.", "a bright photo of the {}."])
 
 
 @dataclass
@@ -219,7 +242,14 @@ def _convert(value: Any, tp: Any, path: str, base_dir: Path) -> Any:
         if value is None and type(None) in args:
             return None
         non_null = [a for a in args if a is not type(None)]
-        return _convert(value, non_null[0], path, base_dir)
+        if len(non_null) == 1:  # Optional[X]: X's own message
+            return _convert(value, non_null[0], path, base_dir)
+        for alternative in non_null:  # the first alternative that fits
+            try:
+                return _convert(value, alternative, path, base_dir)
+            except ConfigError:
+                pass
+        _fail(path, f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
     if origin is Literal:
         if value not in typing.get_args(tp):
             _fail(path, f"expected {_type_name(tp)}, got {value!r}")
@@ -277,15 +307,35 @@ def _build(cls: type, data: Any, path: str, base_dir: Path) -> Any:
     return cls(**kwargs)
 
 
+MIN_RESOLUTION, MAX_RESOLUTION = 16, 2048
+
+
+def _check_range(key: str, value: float, low: float | None = None, high: float | None = None,
+                 what: str = "") -> None:
+    if (low is not None and value < low) or (high is not None and value > high):
+        allowed = (f"between {low:g} and {high:g}" if low is not None and high is not None
+                   else f"of at least {low:g}" if low is not None else f"of at most {high:g}")
+        _fail(key, f"expected {what or 'a value'} {allowed}, got {value}")
+
+
 def _check_semantics(cfg: RunConfig) -> None:
+    """Every value that would only fail later (or silently do the wrong thing) is refused here,
+    with one line naming the key and the allowed range."""
     r = cfg.render
-    positive = {"render.resolution": r.resolution, "render.azimuths": r.azimuths, "render.workers": r.workers,
-                "render.distance": r.distance, "render.cycles_samples": r.cycles_samples,
-                "render.max_attempts": r.max_attempts, "render.objects_per_worker": r.objects_per_worker,
-                "dataset.procedural.objects_per_category": cfg.dataset.procedural.objects_per_category}
-    for key, value in positive.items():
-        if value <= 0:
-            _fail(key, f"expected a positive value, got {value}")
+    _check_range("render.resolution", r.resolution, MIN_RESOLUTION, MAX_RESOLUTION, "a side in pixels")
+    for key, value in {"render.azimuths": r.azimuths, "render.workers": r.workers,
+                       "render.cycles_samples": r.cycles_samples, "render.max_attempts": r.max_attempts,
+                       "render.objects_per_worker": r.objects_per_worker,
+                       "dataset.procedural.objects_per_category": cfg.dataset.procedural.objects_per_category,
+                       "dataset.objaverse.lvis_min_objects": cfg.dataset.objaverse.lvis_min_objects,
+                       "dataset.objaverse.download_processes": cfg.dataset.objaverse.download_processes,
+                       "pipeline.notebook_timeout_s": cfg.pipeline.notebook_timeout_s}.items():
+        _check_range(key, value, 1, what="an integer")
+    if cfg.dataset.objaverse.max_objects is not None:
+        _check_range("dataset.objaverse.max_objects", cfg.dataset.objaverse.max_objects, 1,
+                     what="null (every matching object) or a count")
+    if r.distance <= 0:
+        _fail("render.distance", f"expected a positive distance, got {r.distance}")
     if not 1.0 <= r.fov_deg < 179.0:
         _fail("render.fov_deg", f"expected a field of view in degrees between 1 and 179, got {r.fov_deg}")
     if not r.elevations_deg:
@@ -293,11 +343,18 @@ def _check_semantics(cfg: RunConfig) -> None:
     for i, el in enumerate(r.elevations_deg):
         if not -90.0 <= el <= 90.0:
             _fail(f"render.elevations_deg[{i}]", f"expected degrees in [-90, 90], got {el}")
+    if r.azimuths * len(r.elevations_deg) < 2:
+        _fail("render.azimuths", f"{r.azimuths} azimuth(s) x {len(r.elevations_deg)} elevation(s) give one grid "
+                                 "view per object; the study compares views of one object: expected at least 2")
+    _check_range("render.light_jitter", r.light_jitter, 0.0, 1.0, "a strength")
     for i, v in enumerate(r.ood_views):
         if not -90.0 <= v.elevation_deg <= 90.0:
             _fail(f"render.ood_views[{i}].elevation_deg", f"expected degrees in [-90, 90], got {v.elevation_deg}")
         if v.distance <= 0:
             _fail(f"render.ood_views[{i}].distance", f"expected a positive distance, got {v.distance}")
+    names = [v.name for v in r.ood_views]
+    if len(set(names)) != len(names):
+        _fail("render.ood_views", f"view names must be unique, got {names}")
     p = cfg.backbone.pretrain
     for key, value in {"backbone.pretrain.steps": p.steps, "backbone.pretrain.batch_size": p.batch_size,
                        "backbone.pretrain.lr": p.lr,
@@ -307,18 +364,38 @@ def _check_semantics(cfg: RunConfig) -> None:
                        "heads.temperature": cfg.heads.temperature}.items():
         if value <= 0:
             _fail(key, f"expected a positive value, got {value}")
+    for key, value in {"backbone.pretrain.warmup_steps": p.warmup_steps,
+                       "backbone.pretrain.weight_decay": p.weight_decay,
+                       "backbone.pretrain.torch_threads": p.torch_threads,
+                       "embed.loader_workers": cfg.embed.loader_workers,
+                       "heads.patience": cfg.heads.patience, "heads.hidden": cfg.heads.hidden,
+                       "heads.reconstruction_weight": cfg.heads.reconstruction_weight,
+                       "heads.similarity_weight": cfg.heads.similarity_weight,
+                       "heads.dissimilarity_weight": cfg.heads.dissimilarity_weight}.items():
+        _check_range(key, value, 0)
+    if cfg.heads.objects_per_batch == 1 or cfg.heads.objects_per_batch < 0:
+        _fail("heads.objects_per_batch", f"expected 0 (every training object) or at least 2 (other objects are "
+                                         f"the negatives), got {cfg.heads.objects_per_batch}")
+    for i, width in enumerate(cfg.heads.code_widths):
+        _check_range(f"heads.code_widths[{i}]", width, 1, what="a width")
     for key, templates in {"backbone.pretrain.caption_templates": p.caption_templates,
-                           "embed.prompt_templates": cfg.embed.prompt_templates}.items():
+                           "embed.prompt_templates": cfg.embed.prompt_templates,
+                           "embed.unseen_prompt_templates": cfg.embed.unseen_prompt_templates}.items():
         if not templates or any("{}" not in t for t in templates):
             _fail(key, f"expected templates that each contain '{{}}', got {templates}")
-    if p.torch_threads < 0:
-        _fail("backbone.pretrain.torch_threads", f"expected 0 (one per core) or a positive count, got {p.torch_threads}")
     if cfg.heads.views_per_object < 2:
         _fail("heads.views_per_object", f"expected at least 2 (pairs of views), got {cfg.heads.views_per_object}")
     if not 0.0 <= p.category_caption_prob <= 1.0:
         _fail("backbone.pretrain.category_caption_prob", f"expected a probability in [0, 1], got {p.category_caption_prob}")
     if not 0.0 < p.augment_scale <= 1.0:
         _fail("backbone.pretrain.augment_scale", f"expected a fraction in (0, 1], got {p.augment_scale}")
+    if p.canonical_view:
+        from .cameras import views_table  # local import: cameras imports this module
+
+        view_ids = views_table(r).view_id.tolist()
+        if p.canonical_view not in view_ids:
+            _fail("backbone.pretrain.canonical_view", f"{p.canonical_view!r} is not a view of render's grid and ood "
+                                                      f"views; expected one of {', '.join(view_ids)}")
     pretrained = cfg.backbone.pretrained
     if pretrained and ("/" in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors"))):
         if not Path(pretrained).is_file():
@@ -327,19 +404,62 @@ def _check_semantics(cfg: RunConfig) -> None:
     if cfg.backbone.model != TINY_MODEL and not pretrained and not cfg.backbone.model.startswith("hf-hub:"):
         _fail("backbone.pretrained", f"model {cfg.backbone.model!r} needs pretrained weights: an open_clip tag "
                                      "(e.g. 'openai') or a checkpoint file")
-    names = [v.name for v in r.ood_views]
-    if len(set(names)) != len(names):
-        _fail("render.ood_views", f"view names must be unique, got {names}")
-    splits = dataclasses.asdict(cfg.dataset.splits)
-    if any(v < 0 for v in splits.values()) or abs(sum(splits.values()) - 1.0) > 1e-6:
-        _fail("dataset.splits", f"expected non-negative fractions summing to 1, got {splits}")
+    _check_splits(cfg)
     from .objects import CATEGORIES  # local import: objects imports nothing from here
 
-    for i, name in enumerate(cfg.dataset.procedural.categories):
+    categories = cfg.dataset.procedural.categories
+    for i, name in enumerate(categories):
         if name not in CATEGORIES:
             _fail(f"dataset.procedural.categories[{i}]", f"unknown category {name!r}; expected one of {', '.join(CATEGORIES)}")
+    if cfg.dataset.source == "procedural" and len(set(categories)) == 1:
+        _fail("dataset.procedural.categories", f"expected at least 2 categories (zero-shot accuracy and the probes "
+                                               f"classify them) or [] for all, got {categories}")
+    if isinstance(cfg.dataset.objaverse.lvis_categories, list) and len(cfg.dataset.objaverse.lvis_categories) == 1:
+        _fail("dataset.objaverse.lvis_categories", "expected at least 2 LVIS categories, 'auto', or [] for the "
+                                                   f"annotation categories; got {cfg.dataset.objaverse.lvis_categories}")
     if not cfg.run_name or "/" in cfg.run_name or cfg.run_name.startswith("."):
         _fail("run_name", f"expected a plain folder name, got {cfg.run_name!r}")
+
+
+def pretrains_here(cfg: RunConfig) -> bool:
+    """Whether notebook 02 pretrains the tiny backbone on the run's `pretrain` split."""
+    return cfg.backbone.model == TINY_MODEL and not cfg.backbone.pretrained
+
+
+def _check_splits(cfg: RunConfig) -> None:
+    splits = cfg.dataset.splits
+    fractions = dataclasses.asdict(splits)
+    if any(v < 0 for v in fractions.values()) or abs(sum(fractions.values()) - 1.0) > 1e-6:
+        _fail("dataset.splits", f"expected non-negative fractions summing to 1, got {fractions}")
+    for name in ["test"] + (["pretrain"] if pretrains_here(cfg) else []):
+        if fractions[name] <= 0:
+            why = ("the tiny backbone is pretrained on it" if name == "pretrain"
+                   else "every reported number is measured on it")
+            _fail(f"dataset.splits.{name}", f"expected a fraction in (0, 1) ({why}), got {fractions[name]}")
+    needed = needed_splits(cfg)
+    if cfg.dataset.source == "procedural":
+        per_category = cfg.dataset.procedural.objects_per_category
+        sizes = splits.sizes(per_category)
+        empty = [name for name in needed if sizes[name] == 0]
+        if empty:
+            _fail("dataset.procedural.objects_per_category",
+                  f"{per_category} objects per category leave split(s) {', '.join(empty)} empty with fractions "
+                  f"{fractions}; expected at least {min_objects_per_category(splits, needed)}")
+
+
+def needed_splits(cfg: RunConfig) -> list[str]:
+    """Splits that must hold objects of every category: test, pretrain when the tiny backbone is
+    pretrained here, and any other split given a non-zero fraction."""
+    splits = cfg.dataset.splits
+    return [s for s in SPLITS if getattr(splits, s) > 0 or s == "test" or (s == "pretrain" and pretrains_here(cfg))]
+
+
+def min_objects_per_category(splits: SplitConfig, needed: list[str]) -> int:
+    """The fewest objects per category that give every needed split at least one."""
+    n = 1
+    while any(splits.sizes(n)[s] == 0 for s in needed):
+        n += 1
+    return n
 
 
 def config_from_dict(data: Any, base_dir: Path | str = ".", source_path: str | None = None) -> RunConfig:
@@ -369,6 +489,11 @@ def load_config(path: Path | str) -> RunConfig:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+def dump_config_text(cfg: RunConfig) -> str:
+    """The validated config (defaults filled in) as YAML."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
 def dump_config(cfg: RunConfig, path: Path | str) -> None:
-    """Write the validated config (defaults filled in) as YAML."""
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """Write the validated config as YAML, atomically."""
+    atomic_write_text(Path(path), dump_config_text(cfg))

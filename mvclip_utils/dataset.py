@@ -9,6 +9,7 @@ category: `pretrain` (only for pretraining the tiny backbone), `train`, `val`, `
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from dataclasses import asdict
@@ -19,29 +20,23 @@ import pandas as pd
 from PIL import Image
 
 from .cameras import views_table
-from .config import ConfigError, RunConfig, SplitConfig, dump_config, load_config
+from .config import SPLITS, ConfigError, RunConfig, SplitConfig, dump_config, load_config, needed_splits
 from .objects import make_objects
 from .render import MAX_LABELS, RenderJob, RenderSummary, render_jobs
 from .runs import RunLayout, atomic_write_parquet
 
-SPLITS = ("pretrain", "train", "val", "test")
-
-
 def assign_splits(categories: pd.Series, fractions: SplitConfig, seed: int) -> np.ndarray:
     """Split label per object: within every category a seeded shuffle cut by the fractions.
 
-    Counts per category use largest remainders, so they sum to the category size and
-    every split with a non-zero fraction gets its share of every category.
+    Counts per category use largest remainders (`SplitConfig.sizes`), so they sum to the
+    category size and every split with a non-zero fraction gets its share of every category.
     """
-    frac = np.array([getattr(fractions, s) for s in SPLITS])
     out = np.empty(len(categories), dtype=object)
     for k, (category, idx) in enumerate(sorted(categories.groupby(categories).indices.items())):
-        exact = frac * len(idx)
-        counts = np.floor(exact).astype(int)
-        counts[np.argsort(-(exact - counts), kind="stable")[: len(idx) - counts.sum()]] += 1
+        counts = fractions.sizes(len(idx))
         rng = np.random.default_rng([seed, k, len(idx)])
         shuffled = np.asarray(idx)[rng.permutation(len(idx))]
-        out[shuffled] = np.repeat(SPLITS, counts)
+        out[shuffled] = np.repeat(SPLITS, [counts[s] for s in SPLITS])
     return out
 
 
@@ -74,14 +69,14 @@ def _objaverse_manifest(cfg: RunConfig) -> tuple[pd.DataFrame, list[RenderJob]]:
 
 
 def source_manifest(cfg: RunConfig) -> tuple[pd.DataFrame, list[RenderJob]]:
-    """Objects table (status 'pending' until rendered) and the render jobs for it."""
+    """Objects table (status 'pending' until rendered, no split yet) and the render jobs for it."""
     objects, jobs = (_procedural_manifest if cfg.dataset.source == "procedural" else _objaverse_manifest)(cfg)
     if objects.object_id.duplicated().any():
         raise ValueError(f"duplicate object ids: {objects.object_id[objects.object_id.duplicated()].tolist()[:5]}")
     too_many = [j.object_id for j in jobs if j.n_labels > MAX_LABELS]
     if too_many:
         raise ValueError(f"objects {too_many[:5]} have more than {MAX_LABELS} part labels")
-    objects["split"] = assign_splits(objects.category, cfg.dataset.splits, cfg.seed)
+    objects["split"] = ""  # assigned after rendering, among the objects that rendered
     return objects, jobs
 
 
@@ -96,7 +91,11 @@ def read_statuses(layout: RunLayout, object_ids: list[str]) -> pd.DataFrame:
 
 
 def build_dataset(cfg: RunConfig, layout: RunLayout, progress: bool = True) -> tuple[pd.DataFrame, RenderSummary]:
-    """Write the manifest, render every unfinished object, and record final statuses."""
+    """Write the manifest, render every unfinished object, record final statuses, then split.
+
+    Splits are drawn among the objects that rendered, so a failed asset never takes a
+    split's place; a dataset too small for the splits fails naming the key to change.
+    """
     views = views_table(cfg.render)
     atomic_write_parquet(views, layout.views_table)
     objects, jobs = source_manifest(cfg)
@@ -109,17 +108,34 @@ def build_dataset(cfg: RunConfig, layout: RunLayout, progress: bool = True) -> t
     objects.loc[status.index, ["status", "reason"]] = status[["status", "reason"]]
     objects["render_seconds"] = status.render_seconds.reindex(objects.index)
     objects = objects.reset_index()
+    ok = (objects.status == "ok").to_numpy()
+    objects.loc[ok, "split"] = assign_splits(objects.category[ok].reset_index(drop=True), cfg.dataset.splits,
+                                             cfg.seed)
     atomic_write_parquet(objects, layout.objects_table)
+    check_split_sizes(cfg, objects)
     return objects, summary
 
 
-def canonical_view_id(views: pd.DataFrame, azimuth_deg: float = 30.0) -> str:
-    """A front three-quarter view: the grid view at the middle elevation nearest `azimuth_deg`."""
-    grid = views[views.kind == "grid"]
-    elevations = list(dict.fromkeys(grid.elevation_deg))
-    ring = grid[grid.elevation_deg == elevations[len(elevations) // 2]]
-    gap = (ring.azimuth_deg - azimuth_deg + 180) % 360 - 180
-    return ring.view_id.iloc[int(np.argmin(np.abs(gap.to_numpy())))]
+def check_split_sizes(cfg: RunConfig, objects: pd.DataFrame) -> None:
+    """Every needed split holds at least one rendered object of every category, and there are
+    at least two categories; otherwise a message naming the config key to change."""
+    ok = objects[objects.status == "ok"]
+    categories = sorted(ok.category.unique())
+    key = ("dataset.objaverse.lvis_categories" if cfg.dataset.source == "objaverse"
+           else "dataset.procedural.categories")
+    if len(categories) < 2:
+        raise ConfigError(f"{key}: {len(ok)} objects rendered in {len(categories)} categor"
+                          f"{'y' if len(categories) == 1 else 'ies'} ({', '.join(categories)}); zero-shot and the "
+                          f"probes need at least 2")
+    needed = needed_splits(cfg)
+    counts = pd.crosstab(ok.category, ok.split).reindex(columns=needed, fill_value=0)
+    short = counts[(counts == 0).any(axis=1)]
+    if len(short):
+        per_category = ok.category.value_counts()
+        raise ConfigError(
+            f"dataset.splits: categories {', '.join(short.index[:5])} have too few rendered objects "
+            f"({', '.join(f'{c}: {per_category[c]}' for c in short.index[:5])}) for splits {', '.join(needed)}; "
+            f"render more objects per category, lower the splits' number, or drop those categories")
 
 
 def describe_build(cfg: RunConfig, objects: pd.DataFrame, views: pd.DataFrame, summary: RenderSummary) -> str:
@@ -170,16 +186,17 @@ def load_images(layout: RunLayout, object_ids: list[str], view_ids: list[str]) -
 
 
 def dataset_fingerprint(layout: RunLayout) -> str:
-    """Changes whenever the rendered dataset does (objects, captions, splits, render settings, views)."""
-    import hashlib
-
+    """Changes whenever the rendered dataset does: objects, captions, categories, splits, and
+    the fingerprint of every current view of every rendered object (its pixels' settings)."""
     objects = load_objects(layout)
     ok = objects[objects.status == "ok"]
+    view_ids = load_views(layout).view_id.tolist()
     h = hashlib.sha256()
     h.update(pd.util.hash_pandas_object(ok[["object_id", "caption", "category", "split"]], index=False).values.tobytes())
     for oid in ok.object_id:
-        h.update(json.loads(layout.status_path(oid).read_text()).get("fingerprint", "").encode())
-    h.update(",".join(load_views(layout).view_id).encode())
+        rendered = json.loads(layout.status_path(oid).read_text()).get("views", {})
+        h.update(json.dumps([rendered.get(v, "") for v in view_ids]).encode())
+    h.update(",".join(view_ids).encode())
     return h.hexdigest()[:16]
 
 
@@ -193,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config)
         layout = RunLayout.for_run(cfg.run_name, args.run_dir)
         layout.root.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, layout.config)
+        dump_config(cfg, layout.notebook_config("01_render"))
         objects, summary = build_dataset(cfg, layout, progress=not args.quiet)
     except (ConfigError, RuntimeError, ValueError) as exc:
         print(f"mvclip: {exc}", file=sys.stderr)

@@ -2,14 +2,16 @@
 
 `embeddings/<backbone>.npz` holds image [objects, views, D], text [objects, D] (each
 object's caption), category_text [categories, D] (prompt templates averaged, as CLIP
-does for zero-shot), and the ids. A rerun with the same backbone weights and dataset
-loads the file; a change in either recomputes it.
+does for zero-shot), category_text_unseen (the same with templates no pretraining
+caption used), the ids, and what it was made from: the dataset's fingerprint, the
+backbone's identity and the embed settings. A rerun with the same backbone weights and
+dataset loads the file; a change in either recomputes it, and a reader
+(`load_embeddings`) refuses a file made from anything else than the run's current
+dataset and backbone.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +24,7 @@ from tqdm import tqdm
 from .backbone import Backbone
 from .config import RunConfig
 from .dataset import dataset_fingerprint, load_image, load_objects, load_views
-from .runs import RunLayout
+from .runs import RunLayout, StaleArtifactError, atomic_savez, digest
 
 
 @dataclass
@@ -36,7 +38,17 @@ class Embeddings:
     category_names: np.ndarray  # [C]
     splits: np.ndarray  # [N]
     backbone: str
+    category_text_unseen: np.ndarray  # [C, D] prompts from embed.unseen_prompt_templates
+    dataset_fingerprint: str  # what the file was made from
+    backbone_identity: str
+    embed_settings: str  # digest of the prompt templates
     from_cache: bool = field(default=False, compare=False)  # set by embed_dataset; not stored
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """What every result computed from these embeddings was made from."""
+        return {"dataset_fingerprint": self.dataset_fingerprint, "backbone_identity": self.backbone_identity,
+                "embed_settings": self.embed_settings}
 
     @property
     def labels(self) -> np.ndarray:
@@ -45,12 +57,8 @@ class Embeddings:
 
     def split(self, name: str) -> "Embeddings":
         keep = self.splits == name
-        return Embeddings(self.image[keep], self.text[keep], self.category_text, self.object_ids[keep],
-                          self.view_ids, self.categories[keep], self.category_names, self.splits[keep], self.backbone)
-
-
-def embeddings_path(layout: RunLayout, backbone_slug: str) -> Path:
-    return layout.embeddings_file(backbone_slug)
+        return replace(self, image=self.image[keep], text=self.text[keep], object_ids=self.object_ids[keep],
+                       categories=self.categories[keep], splits=self.splits[keep], from_cache=False)
 
 
 def category_prompt(category: str) -> str:
@@ -71,9 +79,8 @@ class _RenderedViews(torch.utils.data.Dataset):
         return torch.from_numpy(load_image(self.layout, oid, vid))
 
 
-def _fingerprint(cfg: RunConfig, layout: RunLayout, backbone: Backbone) -> str:
-    payload = json.dumps([backbone.identity, dataset_fingerprint(layout), cfg.embed.prompt_templates])
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+def embed_settings(cfg: RunConfig) -> str:
+    return digest([cfg.embed.prompt_templates, cfg.embed.unseen_prompt_templates])
 
 
 def encode_category_prompts(backbone: Backbone, categories: list[str], templates: list[str]) -> torch.Tensor:
@@ -97,12 +104,13 @@ def encode_views(backbone: Backbone, layout: RunLayout, object_ids: list[str], v
 
 def embed_dataset(cfg: RunConfig, layout: RunLayout, backbone: Backbone, progress: bool = True) -> Embeddings:
     """Embeddings of every rendered object and view (all splits), from the cache when still valid."""
-    path = embeddings_path(layout, backbone.slug)
-    fingerprint = _fingerprint(cfg, layout, backbone)
+    path = layout.embeddings_file(backbone.slug)
+    made_from = {"dataset_fingerprint": dataset_fingerprint(layout), "backbone_identity": backbone.identity,
+                 "embed_settings": embed_settings(cfg)}
     if path.exists():
-        with np.load(path, allow_pickle=False) as cached:
-            if str(cached["fingerprint"]) == fingerprint:
-                return replace(_from_npz(cached), from_cache=True)
+        cached = _read_npz(path)
+        if cached is not None and cached.provenance == made_from:
+            return replace(cached, from_cache=True)
     objects = load_objects(layout)
     objects = objects[objects.status == "ok"].reset_index(drop=True)
     views = load_views(layout)
@@ -116,22 +124,45 @@ def embed_dataset(cfg: RunConfig, layout: RunLayout, backbone: Backbone, progres
         object_ids=objects.object_id.to_numpy(dtype=str), view_ids=views.view_id.to_numpy(dtype=str),
         categories=objects.category.to_numpy(dtype=str), category_names=np.array(categories, dtype=str),
         splits=objects.split.to_numpy(dtype=str), backbone=backbone.name,
+        category_text_unseen=encode_category_prompts(backbone, categories,
+                                                     cfg.embed.unseen_prompt_templates).cpu().numpy(),
+        **made_from,
     )
-    layout.embeddings.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, fingerprint=fingerprint, **{k: v for k, v in emb.__dict__.items() if k != "from_cache"})
-    os.replace(tmp, path)
+    atomic_savez(path, **{k: v for k, v in emb.__dict__.items() if k != "from_cache"})
     return emb
 
 
-def _from_npz(data) -> Embeddings:
-    return Embeddings(**{f: (str(data[f]) if f == "backbone" else data[f]) for f in Embeddings.__dataclass_fields__
-                         if f != "from_cache"})
+_STRING_FIELDS = ("backbone", "dataset_fingerprint", "backbone_identity", "embed_settings")
 
 
-def load_embeddings(layout: RunLayout, backbone_slug: str) -> Embeddings:
-    path = embeddings_path(layout, backbone_slug)
+def _read_npz(path: Path) -> Embeddings | None:
+    """The stored embeddings, or None for a file of an older format (it is recomputed)."""
+    with np.load(path, allow_pickle=False) as data:
+        fields = [f for f in Embeddings.__dataclass_fields__ if f != "from_cache"]
+        if any(f not in data.files for f in fields):
+            return None
+        return Embeddings(**{f: (str(data[f]) if f in _STRING_FIELDS else data[f]) for f in fields})
+
+
+def load_embeddings(layout: RunLayout, cfg: RunConfig) -> Embeddings:
+    """The embeddings of the run's current backbone, refused (naming the notebook to rerun) when
+    they were made from another backbone, dataset or prompt settings."""
+    from .backbone import read_backbone_record
+
+    backbone = read_backbone_record(layout)
+    path = layout.embeddings_file(backbone["slug"])
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run notebook 03_embed first")
-    with np.load(path, allow_pickle=False) as data:
-        return _from_npz(data)
+    emb = _read_npz(path)
+    if emb is None:
+        raise StaleArtifactError(path, "it was written by an older version of mvclip", "03_embed")
+    if emb.backbone_identity != backbone["identity"]:
+        raise StaleArtifactError(path, f"made by backbone {emb.backbone_identity}, the run's backbone is now "
+                                       f"{backbone['identity']}", "03_embed")
+    if emb.dataset_fingerprint != dataset_fingerprint(layout):
+        raise StaleArtifactError(path, "made from another version of the dataset (notebook 01 rendered since)",
+                                 "03_embed")
+    if emb.embed_settings != embed_settings(cfg):
+        raise StaleArtifactError(path, "made with other embed.prompt_templates / unseen_prompt_templates",
+                                 "03_embed")
+    return emb

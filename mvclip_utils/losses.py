@@ -61,6 +61,19 @@ def multi_positive_infonce(image: torch.Tensor, text: torch.Tensor, temperature:
     return -(log_prob.masked_fill(~positive, 0).sum(1) / (g - 1)).mean()
 
 
+def clip_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor,
+              same_text: torch.Tensor | None = None) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE over B image-caption pairs (as open_clip's ClipLoss), except that
+    pairs whose captions are identical (`same_text` [B, B], e.g. two mugs both captioned "a photo of
+    a mug") are not counted as each other's negatives: their logits are masked out."""
+    logits = logit_scale * F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).T
+    labels = torch.arange(len(logits), device=logits.device)
+    if same_text is not None:
+        duplicate = same_text & ~torch.eye(len(logits), dtype=torch.bool, device=logits.device)
+        logits = logits.masked_fill(duplicate, float("-inf"))
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
 def autoencoder_loss(original: torch.Tensor, reconstruction: torch.Tensor, vi_codes: torch.Tensor,
                      reconstruction_weight: float = 1.0, similarity_weight: float = 1.0,
                      dissimilarity_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

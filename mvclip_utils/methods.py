@@ -8,8 +8,7 @@ embeddings pass through a head; captions and category prompts stay in CLIP's spa
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import pandas as pd
@@ -21,7 +20,7 @@ from . import losses
 from .config import HeadsConfig, RunConfig
 from .embed import Embeddings
 from .heads import MLPHead, ViewAutoencoder
-from .runs import RunLayout, atomic_write_text
+from .runs import RunLayout, atomic_torch_save, atomic_write_json
 from .train import TrainResult, optimise
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, HeadsConfig], tuple[torch.Tensor, dict]]
@@ -121,12 +120,11 @@ def train_method(name: str, cfg: RunConfig, emb: Embeddings, views: pd.DataFrame
                       schedule=h.cosine_schedule)
     model.eval()
     if layout is not None:
-        folder = layout.model_dir(name)
-        folder.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), folder / "model.pt")
-        atomic_write_text(folder / "curves.json", json.dumps({
+        atomic_torch_save(model.state_dict(), layout.model_weights(name))
+        atomic_write_json(layout.training_curves(name), {
             "train_loss": result.losses, "val_steps": result.val_steps, "val_loss": result.val_losses,
-            "best_step": result.best_step, "stopped_early": result.stopped_early, "seconds": result.seconds}))
+            "best_step": result.best_step, "stopped_early": result.stopped_early, "seconds": result.seconds,
+            **emb.provenance, "heads_config": asdict(h)})
     return TrainedMethod(method, model, result)
 
 
@@ -152,14 +150,17 @@ def reconstruction_error(trained: TrainedMethod, emb: Embeddings) -> dict[str, f
             "vi_code_cross_object_mean": cross_object_similarity(codes).mean}
 
 
-def evaluate_method(trained: TrainedMethod, emb: Embeddings, views: pd.DataFrame) -> tuple[dict, Embeddings]:
+def evaluate_method(trained: TrainedMethod, emb: Embeddings, views: pd.DataFrame,
+                    canonical: str) -> tuple[dict, Embeddings]:
     """The metrics row of a trained method on `test` (as notebook 04), and the transformed test embeddings."""
     from .metrics import evaluation_row
 
     test = apply_method(trained, emb.split("test"))
-    row = evaluation_row(test.image, test.text, test.category_text, test.labels, views)
-    if isinstance(trained.model, ViewAutoencoder):
-        row.update(reconstruction_error(trained, emb.split("test")))
+    row = evaluation_row(test.image, test.text, test.category_text, test.labels, views, canonical,
+                         test.category_text_unseen)
+    if isinstance(trained.model, ViewAutoencoder):  # on the grid views, as every headline number
+        frozen = emb.split("test")
+        row.update(reconstruction_error(trained, replace(frozen, image=frozen.image[:, views.kind.to_numpy() == "grid"])))
     row["train_steps"] = trained.result.steps
     row["best_step"] = trained.result.best_step
     return row, test
@@ -181,14 +182,15 @@ class MethodRun:
 def run_method(name: str, cfg: RunConfig, layout: RunLayout, progress: bool = True) -> MethodRun:
     """Train `name` on the run's embeddings, evaluate it on test, write metrics/<name>.json and results.csv."""
     from .backbone import read_backbone_record
+    from .cameras import canonical_view_id
     from .dataset import load_views
     from .embed import load_embeddings
-    from .metrics import write_result
+    from .results import write_result
 
     backbone = read_backbone_record(layout)
-    emb, views = load_embeddings(layout, backbone["slug"]), load_views(layout)
+    emb, views = load_embeddings(layout, cfg), load_views(layout)
     trained = train_method(name, cfg, emb, views, layout, progress)
-    row, test = evaluate_method(trained, emb, views)
-    results = write_result(layout, name, row, backbone["name"],
+    row, test = evaluate_method(trained, emb, views, canonical_view_id(views, cfg.backbone.pretrain.canonical_view))
+    results = write_result(layout, name, row, backbone["name"], emb.provenance, asdict(cfg.heads),
                            {"differences_from_seed": "; ".join(trained.method.differences_from_seed)})
     return MethodRun(trained, row, results, test, emb.split("test"), views, backbone["name"])

@@ -17,7 +17,6 @@ ordered pairs; every mean is the same over unordered ones.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +24,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .runs import RunLayout, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -194,33 +192,36 @@ def similarity_stats(image, text) -> dict[str, SimilarityStats]:
             "text_image": text_image_similarity(image, text)}
 
 
-def brute_force_similarity(image, text) -> dict[str, SimilarityStats]:
-    """Reference implementation over the full NV x NV matrix (tests and benchmarks only)."""
-    image, text = _as_tensor(image).double(), _as_tensor(text).double()
-    n, v, d = image.shape
-    flat = image.reshape(n * v, d)
-    sims = flat @ flat.T
-    owner = torch.arange(n).repeat_interleave(v)
-    same = owner[:, None] == owner[None, :]
-    diag = torch.eye(n * v, dtype=torch.bool)
+def embedding_geometry(image, text) -> dict[str, float]:
+    """The geometry real CLIP is known for, for judging any backbone against it.
 
-    def stats(mask: torch.Tensor) -> SimilarityStats:
-        values = sims[mask]
-        per_object = torch.stack([sims[owner == i][mask[owner == i]].mean() for i in range(n)])
-        return SimilarityStats(float(values.mean()), float(values.std(unbiased=False)),
-                               float(per_object.std(unbiased=False)), int(mask.sum()))
-
-    text_sims = (image * text[:, None]).sum(-1)
-    return {
-        "same_object": stats(same & ~diag),
-        "cross_object": stats(~same),
-        "text_image": SimilarityStats(float(text_sims.mean()), float(text_sims.std(unbiased=False)),
-                                      float(text_sims.mean(1).std(unbiased=False)), n * v),
-    }
+    - cross-object similarity (real CLIP ViT-B/32 on one domain: ~0.7, the "cone");
+    - modality gap: distance between the image and the text centroids of normalised
+      embeddings (Liang et al. 2022; image and text embeddings sit in separate cones);
+    - effective rank of the image embeddings (Roy & Vetterli 2007): exp of the entropy of
+      the normalised singular values, from the D x D second moment (uncentred, so a
+      shared component, the cone, lowers it).
+    """
+    image, text = _as_tensor(image), _as_tensor(text)
+    flat = image.reshape(-1, image.shape[-1]).double()
+    gap = float((flat.mean(0) - text.double().mean(0)).norm())
+    singular = torch.linalg.eigvalsh(flat.T @ flat).clamp_min(0).sqrt()
+    p = singular / singular.sum()
+    entropy = -(p[p > 0] * p[p > 0].log()).sum()
+    return {"modality_gap": gap, "effective_rank": float(entropy.exp())}
 
 
-def consistency_metrics(image, text, category_text, labels, views: pd.DataFrame) -> dict[str, float]:
-    """The flat metrics row of one method on one split: the seed's three similarities, retrieval, zero-shot."""
+def ood_to_grid_similarity(image, views: pd.DataFrame) -> float:
+    """Mean cosine between each ood view and the grid views of the same object."""
+    image = _as_tensor(image)
+    grid, ood = (views.kind == "grid").to_numpy(), (views.kind == "ood").to_numpy()
+    if not ood.any():
+        return float("nan")
+    return float(torch.einsum("nod,ngd->nog", image[:, ood], image[:, grid]).mean())
+
+
+def consistency_metrics(image, text) -> dict[str, float]:
+    """The seed's three similarities, view retrieval and caption retrieval over the views given."""
     row: dict[str, float] = {}
     for name, stats in similarity_stats(image, text).items():
         row[f"{name}_mean"], row[f"{name}_pooled_std"], row[f"{name}_object_std"] = \
@@ -229,37 +230,49 @@ def consistency_metrics(image, text, category_text, labels, views: pd.DataFrame)
     row["view_retrieval_recall_at_1"], row["view_retrieval_mAP"] = retrieval["recall_at_1"], retrieval["mAP"]
     for k, value in caption_retrieval(image, text).items():
         row[f"caption_{k}"] = value
-    by_view = zero_shot_by_view(image, category_text, labels, views)
-    row["zero_shot_accuracy"] = float(by_view.accuracy.mean())
-    for kind, group in by_view.groupby("kind"):
-        row[f"zero_shot_accuracy_{kind}"] = float(group.accuracy.mean())
-    row["n_objects"], row["n_views"] = int(image.shape[0]), int(image.shape[1])
     return row
 
 
-def evaluation_row(image, text, category_text, labels, views: pd.DataFrame) -> dict:
-    """`consistency_metrics` plus zero-shot accuracy on the canonical view and on the other grid views."""
-    from .dataset import canonical_view_id
-
-    row = consistency_metrics(image, text, category_text, labels, views)
-    by_view = zero_shot_by_view(image, category_text, labels, views)
-    canonical = canonical_view_id(views)
+def zero_shot_columns(image, category_text, labels, views: pd.DataFrame, canonical: str,
+                      suffix: str = "") -> dict[str, float]:
+    """Zero-shot accuracy over the grid views (headline), on the canonical view, on the other
+    grid views and on the ood views."""
+    by_view = zero_shot_by_view(image, category_text, labels, views).set_index("view_id")
     grid = by_view[by_view.kind == "grid"]
-    row["zero_shot_accuracy_canonical"] = float(by_view.set_index("view_id").accuracy[canonical])
-    row["zero_shot_accuracy_other_grid"] = float(grid[grid.view_id != canonical].accuracy.mean())
+    ood = by_view[by_view.kind == "ood"]
+    return {f"zero_shot_accuracy{suffix}": float(grid.accuracy.mean()),
+            f"zero_shot_accuracy_canonical{suffix}": float(by_view.accuracy[canonical]),
+            f"zero_shot_accuracy_other_grid{suffix}": float(grid.accuracy.drop(canonical, errors="ignore").mean()),
+            f"zero_shot_accuracy_ood{suffix}": float(ood.accuracy.mean()) if len(ood) else float("nan")}
+
+
+def evaluation_row(image, text, category_text, labels, views: pd.DataFrame, canonical: str,
+                   category_text_unseen=None) -> dict:
+    """The flat metrics row of one method on the test objects.
+
+    Headline numbers (the seed's three similarities, view and caption retrieval, geometry,
+    zero-shot accuracy) cover the **grid views** only, as the seed's table; the ood views
+    have columns of their own (`*_ood`). `canonical` is the clean view (cameras.canonical_view_id).
+    """
+    image = np.asarray(image)
+    grid = (views.kind == "grid").to_numpy()
+    row = consistency_metrics(image[:, grid], text)
+    row.update(embedding_geometry(image[:, grid], text))
+    row.update(zero_shot_columns(image, category_text, labels, views, canonical))
+    if category_text_unseen is not None:
+        row.update(zero_shot_columns(image, category_text_unseen, labels, views, canonical, "_unseen_prompts"))
+    row["ood_to_grid_similarity"] = ood_to_grid_similarity(image, views)
+    row["ood_text_image_mean"] = (float(np.einsum("nvd,nd->nv", image[:, ~grid], np.asarray(text)).mean())
+                                  if (~grid).any() else float("nan"))
+    row["canonical_view"] = canonical
+    row["n_objects"], row["n_grid_views"], row["n_ood_views"] = int(image.shape[0]), int(grid.sum()), int((~grid).sum())
+    row["n_categories"] = int(len(category_text))
     return row
 
 
-# Display order of results rows: the seed's order, then any other method alphabetically.
-METHOD_ORDER = ("baseline", "object_head", "contrastive_head", "autoencoder", "omniview_tuning")
-
-
-def caption_retrieval_table(image, text, views: pd.DataFrame, ks: tuple[int, ...] = (1, 5)) -> pd.DataFrame:
+def caption_retrieval_table(image, text, views: pd.DataFrame, canonical: str, ks: tuple[int, ...] = (1, 5)) -> pd.DataFrame:
     """Image -> caption recall@k from the canonical view, from every grid view, and at chance."""
-    from .dataset import canonical_view_id
-
     grid = (views.kind == "grid").to_numpy()
-    canonical = canonical_view_id(views)
     at = int(np.flatnonzero(views.view_id.to_numpy() == canonical)[0])
     n = len(text)
     return pd.DataFrame({
@@ -267,32 +280,6 @@ def caption_retrieval_table(image, text, views: pd.DataFrame, ks: tuple[int, ...
         "all grid views": caption_retrieval(_as_tensor(image)[:, grid], text, ks),
         "chance": {f"recall_at_{k}": min(k / n, 1.0) for k in ks},
     }).T
-
-
-def write_result(layout: RunLayout, method: str, metrics: dict, backbone: str, extra: dict | None = None) -> pd.DataFrame:
-    """Write metrics/<method>.json and rebuild metrics/results.csv: one row per method JSON."""
-    record = {"method": method, "backbone": backbone, **metrics, **(extra or {})}
-    layout.metrics.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(layout.metrics / f"{method}.json", json.dumps(record, indent=1, default=float))
-    return rebuild_results_table(layout)
-
-
-def load_results(layout: RunLayout) -> pd.DataFrame:
-    if not layout.results_table.exists():
-        raise FileNotFoundError(f"{layout.results_table} is missing: run notebook 04_baseline (and any method "
-                                f"notebooks) first, e.g. python -m mvclip_utils.pipeline --config ... --only 04-07")
-    return pd.read_csv(layout.results_table)
-
-
-def rebuild_results_table(layout: RunLayout) -> pd.DataFrame:
-    rows = [json.loads(p.read_text()) for p in sorted(layout.metrics.glob("*.json"))]
-    table = pd.DataFrame(rows)
-    if len(table):
-        order = {m: i for i, m in enumerate(METHOD_ORDER)}
-        table = table.sort_values("method", key=lambda s: s.map(lambda m: (order.get(m, len(order)), m)))
-        table = table.reset_index(drop=True)
-    atomic_write_text(layout.results_table, table.to_csv(index=False))
-    return table
 
 
 def stats_table(stats: dict[str, SimilarityStats]) -> pd.DataFrame:
@@ -303,18 +290,13 @@ def stats_table(stats: dict[str, SimilarityStats]) -> pd.DataFrame:
                          for k, s in stats.items()]).set_index("metric")
 
 
-
-SUMMARY_COLUMNS = {
-    "same_object_mean": "same-object", "cross_object_mean": "cross-object", "text_image_mean": "text-image",
-    "view_retrieval_recall_at_1": "view R@1", "view_retrieval_mAP": "view mAP",
-    "zero_shot_accuracy_canonical": "zero-shot canonical", "zero_shot_accuracy_other_grid": "zero-shot other grid",
-    "zero_shot_accuracy_ood": "zero-shot ood",
-}
-
-
-def comparison_table(results: pd.DataFrame, methods: list[str] | None = None) -> pd.DataFrame:
-    """The headline metrics of some methods (rows) from metrics/results.csv."""
-    table = results.set_index("method")
-    if methods:
-        table = table.loc[[m for m in methods if m in table.index]]
-    return table[[c for c in SUMMARY_COLUMNS if c in table.columns]].rename(columns=SUMMARY_COLUMNS)
+def zero_shot_prompt_table(emb, views: pd.DataFrame, canonical: str) -> pd.DataFrame:
+    """Zero-shot accuracy with the prompt templates of `embed.prompt_templates` against those of
+    `embed.unseen_prompt_templates` (an `embed.Embeddings`), on the canonical, other grid and ood views."""
+    rows = {}
+    for name, prompts in (("prompt templates", emb.category_text), ("unseen prompt templates", emb.category_text_unseen)):
+        columns = zero_shot_columns(emb.image, prompts, emb.labels, views, canonical)
+        rows[name] = {"canonical view": columns["zero_shot_accuracy_canonical"],
+                      "other grid views": columns["zero_shot_accuracy_other_grid"],
+                      "ood views": columns["zero_shot_accuracy_ood"]}
+    return pd.DataFrame(rows).T

@@ -20,8 +20,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .config import ConfigError, RunConfig, dump_config, load_config
-from .runs import NOTEBOOKS_DIR, RunLayout, atomic_write_text
+from .config import ConfigError, RunConfig, dump_config, dump_config_text, load_config
+from .runs import NOTEBOOKS_DIR, RunLayout, atomic_write_text, digest, sweep_temp_files
 
 NOTEBOOK_NAME = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.py$")
 DEFAULT_KERNEL = "mvclip"
@@ -35,6 +35,7 @@ class NotebookResult:
     seconds: float
     error: str = ""
     finished_at: str = ""
+    config_digest: str = ""  # of the validated config this notebook ran with (configs/<stem>.yaml)
 
 
 def discover_notebooks(notebooks_dir: Path = NOTEBOOKS_DIR) -> dict[int, Path]:
@@ -98,11 +99,14 @@ def _error_summary(exc: BaseException) -> str:
     return f"{ename}: {evalue}".strip()
 
 
-def run_notebook(path: Path, cfg_path: Path, layout: RunLayout, kernel: str, timeout_s: int) -> NotebookResult:
+def run_notebook(path: Path, cfg_path: Path, layout: RunLayout, kernel: str, timeout_s: int,
+                 cfg: RunConfig | None = None) -> NotebookResult:
     import jupytext
     import papermill
 
     stem, number = path.stem, int(path.stem[:2])
+    cfg = cfg or load_config(cfg_path)
+    dump_config(cfg, layout.notebook_config(stem))  # what this notebook ran with, beside its outputs
     executed = layout.executed_notebook(stem)
     executed.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -120,17 +124,20 @@ def run_notebook(path: Path, cfg_path: Path, layout: RunLayout, kernel: str, tim
     seconds = time.perf_counter() - start
     if executed.exists():
         write_report(executed, layout.report(stem))
-    return NotebookResult(number, stem, status, seconds, error, time.strftime("%Y-%m-%d %H:%M:%S"))
+    return NotebookResult(number, stem, status, seconds, error, time.strftime("%Y-%m-%d %H:%M:%S"),
+                          digest(cfg.to_dict()))
 
 
 def write_index(layout: RunLayout, cfg: RunConfig, results: list[NotebookResult]) -> None:
     """index.html: the config used and one line per notebook (status, wall time, links)."""
     rows = []
+    digests = {r.config_digest for r in results if r.config_digest}
     for r in results:
-        report, executed = layout.report(r.stem), layout.executed_notebook(r.stem)
+        report, executed, config = layout.report(r.stem), layout.executed_notebook(r.stem), layout.notebook_config(r.stem)
         links = " · ".join(
             f'<a href="{p.relative_to(layout.root)}">{label}</a>'
-            for p, label in ((report, "report"), (executed, "notebook")) if p.exists()
+            for p, label in ((report, "report"), (executed, "notebook"), (config, f"config {r.config_digest[:8]}"))
+            if p.exists()
         )
         colour = {"ok": "#2e7d32", "failed": "#c62828"}.get(r.status, "#757575")
         rows.append(
@@ -138,7 +145,10 @@ def write_index(layout: RunLayout, cfg: RunConfig, results: list[NotebookResult]
             f"<td>{r.seconds:.1f} s</td><td>{r.finished_at}</td><td>{links}</td>"
             f"<td><code>{html.escape(r.error)}</code></td></tr>"
         )
-    config_text = layout.config.read_text() if layout.config.exists() else ""
+    config_text = dump_config_text(cfg)
+    mixed = (f"<p style='color:#c62828'><b>The notebooks ran with {len(digests)} different configs</b> (see each "
+             f"notebook's config link); artifacts made from another config are refused by the notebooks that "
+             f"read them, and rerunning the whole pipeline makes them agree.</p>" if len(digests) > 1 else "")
     backbone = (f"<p>Backbone: <b>{html.escape(json.loads(layout.backbone_record.read_text())['name'])}</b></p>"
                 if layout.backbone_record.exists() else "")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>mvclip run {html.escape(cfg.run_name)}</title>
@@ -149,7 +159,8 @@ pre{{background:#f5f5f5;padding:1em}}</style></head><body>
 {backbone}
 <table><tr><th>notebook</th><th>status</th><th>wall time</th><th>finished</th><th>links</th><th>error</th></tr>
 {''.join(rows)}</table>
-<h2>Config used</h2><pre>{html.escape(config_text)}</pre></body></html>"""
+{mixed}
+<h2>Config of this pipeline call</h2><pre>{html.escape(config_text)}</pre></body></html>"""
     atomic_write_text(layout.index_html, page)
     atomic_write_text(layout.pipeline_log, json.dumps([asdict(r) for r in results], indent=1))
 
@@ -163,7 +174,9 @@ def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None, onl
     selected = parse_only(only, available)
     layout = RunLayout.for_run(cfg.run_name, run_dir)
     layout.root.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, layout.config)
+    swept = sweep_temp_files(layout.root)  # what interrupted atomic writes left behind
+    if swept:
+        print(f"[mvclip] removed {len(swept)} temp file(s) of an interrupted earlier run", flush=True)
     kernel = kernel or resolve_kernel()
     # The index covers every notebook: those not selected this time keep their earlier result.
     earlier = _earlier_results(layout)
@@ -175,7 +188,7 @@ def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None, onl
     results = []
     for number in selected:
         print(f"[mvclip] running {available[number].stem} ...", flush=True)
-        result = run_notebook(available[number], cfg_path, layout, kernel, cfg.pipeline.notebook_timeout_s)
+        result = run_notebook(available[number], cfg_path, layout, kernel, cfg.pipeline.notebook_timeout_s, cfg)
         results.append(result)
         table[number] = result
         write_index(layout, cfg, list(table.values()))

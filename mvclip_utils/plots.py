@@ -6,7 +6,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .dataset import SPLITS, load_image, load_mask
+from .config import SPLITS
+from .dataset import load_image, load_mask
 from .runs import RunLayout
 
 
@@ -290,7 +291,7 @@ def show_method_run(run) -> None:
     heatmaps beside the baseline's, and zero-shot accuracy per view (a `methods.MethodRun`)."""
     from IPython.display import Markdown, display
 
-    from . import metrics
+    from . import metrics, results
 
     method, result = run.trained.method, run.trained.result
     display(Markdown(f"**Backbone:** {run.backbone} · **{method.title}** trained for {result.steps} steps in "
@@ -298,7 +299,7 @@ def show_method_run(run) -> None:
                      f"Differences from the seed code: {'; '.join(method.differences_from_seed)}."))
     display(plot_training_curves(result, f"{method.title}: training"))
     display(Markdown("## Against the frozen backbone (test objects)"))
-    display(metrics.comparison_table(run.results, ["baseline", method.name]).style.format("{:.3f}"))
+    display(results.comparison_table(run.results, ["baseline", method.name]).style.format("{:.3f}"))
     if "reconstruction_l2" in run.row:
         display(Markdown(
             f"Reconstruction of the test embeddings (VI + VD against CLIP): element-wise MSE "

@@ -18,20 +18,22 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from open_clip.loss import ClipLoss
 
-from .backbone import CaptionTokenizer, create_tiny_model, tiny_checkpoint, tiny_vocabulary, uint8_to_input
+from .backbone import CaptionTokenizer, create_tiny_model, tiny_slug, uint8_to_input
+from .cameras import canonical_view_id
 from .config import RunConfig
+from .dataset import dataset_fingerprint, load_images, load_objects, load_views
 from .embed import category_prompt
-from .dataset import canonical_view_id, dataset_fingerprint, load_images, load_objects, load_views
-from .objects import CATEGORIES
-from .runs import RunLayout, atomic_write_text
+from .losses import clip_loss
+from .runs import RunLayout, atomic_torch_save, atomic_write_json, file_digest
 from .train import optimise
 
 
 @dataclass
 class PretrainRecord:
-    fingerprint: str
+    fingerprint: str  # of the pretrain settings, the prompts and the dataset
+    dataset_fingerprint: str
+    checkpoint_sha: str  # the checkpoint written with this record: a mismatch means an interrupted 02
     views: str
     view_ids: list[str]
     n_objects: int
@@ -48,30 +50,38 @@ def pretrain_view_ids(cfg: RunConfig, layout: RunLayout) -> list[str]:
     p = cfg.backbone.pretrain
     if p.views == "all":
         return views[views.kind == "grid"].view_id.tolist()
-    view = p.canonical_view or canonical_view_id(views)
-    if view not in set(views.view_id):
-        raise ValueError(f"backbone.pretrain.canonical_view: {view!r} is not a view of this dataset; "
-                         f"expected one of {', '.join(views.view_id[:6])}, ...")
-    return [view]
+    return [canonical_view_id(views, p.canonical_view)]
 
 
 def vocabulary_texts(cfg: RunConfig, layout: RunLayout) -> list[str]:
-    """Every text the tiny model will ever tokenize: captions, templates, category prompts."""
+    """The words the tiny model knows: captions of the `pretrain` objects only (no test caption
+    leaks into the vocabulary), the category names, the caption and prompt templates. Any
+    other word maps to the unknown id."""
     objects = load_objects(layout)
-    categories = sorted(set(objects.category) | set(CATEGORIES))
-    return (list(objects.caption) + categories + cfg.backbone.pretrain.caption_templates
+    objects = objects[objects.status == "ok"]
+    pretrain = objects[objects.split == "pretrain"]
+    return (list(pretrain.caption) + sorted(objects.category.unique()) + cfg.backbone.pretrain.caption_templates
             + cfg.embed.prompt_templates)
 
 
-def pretrain_fingerprint(cfg: RunConfig, layout: RunLayout) -> str:
-    payload = json.dumps([asdict(cfg.backbone.pretrain), cfg.embed.prompt_templates, dataset_fingerprint(layout)],
-                         sort_keys=True)
+def pretrain_fingerprint(cfg: RunConfig, dataset: str) -> str:
+    payload = json.dumps([asdict(cfg.backbone.pretrain), cfg.embed.prompt_templates, dataset], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def load_record(layout: RunLayout) -> PretrainRecord | None:
-    path = layout.pretrain_record
-    return PretrainRecord(**json.loads(path.read_text())) if path.exists() else None
+def load_record(layout: RunLayout, slug: str) -> PretrainRecord | None:
+    path = layout.pretrain_record(slug)
+    try:
+        return PretrainRecord(**json.loads(path.read_text())) if path.exists() else None
+    except (TypeError, ValueError):  # a record of an older format: pretrain again
+        return None
+
+
+def is_current(record: PretrainRecord | None, fingerprint: str, layout: RunLayout, slug: str) -> bool:
+    """The record matches the settings and dataset, and the checkpoint beside it is the one it wrote."""
+    checkpoint = layout.backbone_checkpoint(slug)
+    return (record is not None and record.fingerprint == fingerprint and checkpoint.exists()
+            and file_digest(checkpoint) == record.checkpoint_sha)
 
 
 def random_crops(x: torch.Tensor, min_scale: float) -> torch.Tensor:
@@ -89,9 +99,11 @@ def random_crops(x: torch.Tensor, min_scale: float) -> torch.Tensor:
 
 def pretrain_tiny_clip(cfg: RunConfig, layout: RunLayout, progress: bool = True) -> PretrainRecord:
     """Pretrain (or reuse, when nothing it depends on changed) the tiny backbone of the run."""
-    fingerprint = pretrain_fingerprint(cfg, layout)
-    previous = load_record(layout)
-    if previous and previous.fingerprint == fingerprint and tiny_checkpoint(layout).exists():
+    dataset = dataset_fingerprint(layout)
+    fingerprint = pretrain_fingerprint(cfg, dataset)
+    slug = tiny_slug(cfg.backbone)
+    previous = load_record(layout, slug)
+    if is_current(previous, fingerprint, layout, slug):
         return previous
     p = cfg.backbone.pretrain
     objects = load_objects(layout)
@@ -116,7 +128,6 @@ def pretrain_tiny_clip(cfg: RunConfig, layout: RunLayout, progress: bool = True)
         tokens = torch.stack([tokenizer([t.format(c) for t in p.caption_templates]) for c in train.caption])
         bare = torch.stack([tokenizer([t.format(f"a {category_prompt(c)}") for t in p.caption_templates])
                             for c in train.category])
-        loss_fn = ClipLoss()
         batch = min(p.batch_size, n_objects)
         order: list[int] = []
 
@@ -133,7 +144,8 @@ def pretrain_tiny_clip(cfg: RunConfig, layout: RunLayout, progress: bool = True)
             text = torch.where((torch.rand(batch) < p.category_caption_prob)[:, None],
                                bare[idx, template], tokens[idx, template])
             image_features, text_features, scale = model(x, text)
-            return loss_fn(image_features, text_features, scale)
+            same_text = (text[:, None] == text[None]).all(-1)  # identical captions are not negatives
+            return clip_loss(image_features, text_features, scale, same_text)
 
         def clamp_temperature(step: int) -> None:
             with torch.no_grad():
@@ -145,12 +157,12 @@ def pretrain_tiny_clip(cfg: RunConfig, layout: RunLayout, progress: bool = True)
                           progress=progress, after_step=clamp_temperature)
     finally:
         torch.set_num_threads(previous_threads)
-    layout.backbone.mkdir(parents=True, exist_ok=True)
-    tmp = tiny_checkpoint(layout).with_suffix(".tmp")
-    torch.save({"state_dict": model.state_dict()}, tmp)
-    tmp.replace(tiny_checkpoint(layout))
-    tokenizer.save(tiny_vocabulary(layout))
-    record = PretrainRecord(fingerprint, p.views, view_ids, n_objects, n_objects * n_views, p.steps, batch,
-                            result.seconds, result.losses, threads)
-    atomic_write_text(layout.pretrain_record, json.dumps(asdict(record)))
+    # Checkpoint, vocabulary, then the record holding the checkpoint's hash, each atomic: an
+    # interrupted 02 leaves a record whose hash does not match, so the next run pretrains again.
+    checkpoint = layout.backbone_checkpoint(slug)
+    atomic_torch_save({"state_dict": model.state_dict()}, checkpoint)
+    tokenizer.save(layout.backbone_vocabulary(slug))
+    record = PretrainRecord(fingerprint, dataset, file_digest(checkpoint), p.views, view_ids, n_objects,
+                            n_objects * n_views, p.steps, batch, result.seconds, result.losses, threads)
+    atomic_write_json(layout.pretrain_record(slug), asdict(record))
     return record

@@ -1,6 +1,6 @@
 """The run directory layout: the only module that knows where a run's files live.
 
-    outputs/<run>/config.yaml
+    outputs/<run>/configs/NN_slug.yaml (the config each notebook last ran with)
     outputs/<run>/dataset/{objects,views}.parquet, images/<oid>/<vid>.png, masks/<oid>/<vid>.png
     outputs/<run>/backbone/, embeddings/, metrics/, models/<method>/
     outputs/<run>/notebooks/NN_slug.ipynb, reports/NN_slug.html, index.html
@@ -8,10 +8,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUTPUTS_DIR = REPO_ROOT / "outputs"
@@ -30,16 +33,20 @@ class RunLayout:
 
     # --- top level
     @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
     def index_html(self) -> Path:
         return self.root / "index.html"
 
     @property
     def pipeline_log(self) -> Path:
         return self.root / "pipeline.json"
+
+    @property
+    def configs(self) -> Path:
+        """The validated config each notebook last ran with, one YAML per notebook."""
+        return self.root / "configs"
+
+    def notebook_config(self, stem: str) -> Path:
+        return self.configs / f"{stem}.yaml"
 
     # --- dataset
     @property
@@ -107,17 +114,17 @@ class RunLayout:
         """Which backbone the run uses (name, identity): what reports and the index print."""
         return self.backbone / "backbone.json"
 
-    def backbone_checkpoint(self, model: str) -> Path:
-        """A backbone pretrained in this run (open_clip state dict) ..."""
-        return self.backbone / f"{model}.pt"
+    def backbone_checkpoint(self, slug: str) -> Path:
+        """A backbone pretrained in this run (open_clip state dict), one file per backbone slug ..."""
+        return self.backbone / f"{slug}.pt"
 
-    def backbone_vocabulary(self, model: str) -> Path:
-        """... and the word vocabulary its text tower was trained with."""
-        return self.backbone / f"{model}-vocab.json"
+    def backbone_vocabulary(self, slug: str) -> Path:
+        """... the word vocabulary its text tower was trained with ..."""
+        return self.backbone / f"{slug}-vocab.json"
 
-    @property
-    def pretrain_record(self) -> Path:
-        return self.backbone / "pretrain.json"
+    def pretrain_record(self, slug: str) -> Path:
+        """... and what it was trained from (fingerprints, checkpoint hash, loss curve)."""
+        return self.backbone / f"{slug}-pretrain.json"
 
     @property
     def embeddings(self) -> Path:
@@ -134,8 +141,23 @@ class RunLayout:
     def results_table(self) -> Path:
         return self.metrics / "results.csv"
 
+    @property
+    def stale_results_table(self) -> Path:
+        """Rows left out of results.csv: made from another backbone or dataset."""
+        return self.metrics / "stale_results.csv"
+
+    def metrics_file(self, method: str) -> Path:
+        """One JSON per method: its metrics row and the fingerprints of what it was made from."""
+        return self.metrics / f"{method}.json"
+
     def model_dir(self, method: str) -> Path:
         return self.root / "models" / method
+
+    def model_weights(self, method: str) -> Path:
+        return self.model_dir(method) / "model.pt"
+
+    def training_curves(self, method: str) -> Path:
+        return self.model_dir(method) / "curves.json"
 
     # --- notebooks and reports
     @property
@@ -153,26 +175,100 @@ class RunLayout:
         return self.reports / f"{stem}.html"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and rename, so readers never see a partial file."""
+TEMP_SUFFIX = ".tmp"
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside `path` to write to; it replaces `path` only if the block succeeds.
+
+    Readers never see a partial file, and an interrupted writer leaves only a
+    `.<name>.<random>.tmp` file that `sweep_temp_files` removes on the next run.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=1, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
 def atomic_write_parquet(df, path: Path) -> None:
     """`DataFrame.to_parquet` through a temp file + rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def atomic_savez(path: Path, **arrays: Any) -> None:
+    import numpy as np
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:  # a file object: np.savez would append .npz to a name
+            np.savez(fh, **arrays)
+
+
+def sweep_temp_files(root: Path) -> list[Path]:
+    """Remove the temp files interrupted atomic writes left under `root` (run at the start of a run)."""
+    swept = [p for p in Path(root).rglob(f".*{TEMP_SUFFIX}") if p.is_file()] if Path(root).exists() else []
+    for p in swept:
+        p.unlink(missing_ok=True)
+    return swept
+
+
+def digest(value: Any) -> str:
+    """A short, stable hash of any JSON-able value (config sections, lists of fingerprints)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=_json_default).encode()).hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    """A short hash of a file's bytes (checkpoints)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+class StaleArtifactError(RuntimeError):
+    """An artifact made from other inputs than the run's current ones; says which notebook to rerun."""
+
+    def __init__(self, artifact: Path | str, why: str, rerun: str):
+        super().__init__(f"{artifact} is stale: {why}. Rerun notebook {rerun} "
+                         f"(python -m mvclip_utils.pipeline --config ... --only {rerun[:2]}-12)")
+        self.artifact, self.rerun = str(artifact), rerun

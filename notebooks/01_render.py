@@ -34,7 +34,8 @@ from IPython.display import Markdown, display
 
 from mvclip_utils import plots
 from mvclip_utils.config import load_config
-from mvclip_utils.dataset import build_dataset, canonical_view_id, describe_build, load_views
+from mvclip_utils.cameras import canonical_view_id
+from mvclip_utils.dataset import build_dataset, describe_build, load_views
 from mvclip_utils.runs import RunLayout
 
 cfg = load_config(config_path)
@@ -54,8 +55,9 @@ display(Markdown(describe_build(cfg, objects, views, summary)))
 
 # %% [markdown]
 # ## Objects per category and split
-# Splits are by object, seeded and stratified by category. `pretrain` objects are only
-# used to pretrain the tiny offline backbone; every reported metric is on `test`.
+# Splits are by object, seeded and stratified by category, drawn among the objects that
+# rendered (a failed asset never takes a split's place). `pretrain` objects are only used
+# to pretrain the tiny offline backbone; every reported metric is on `test`.
 
 # %%
 display(plots.split_counts(objects))
@@ -85,7 +87,7 @@ plots.plot_view_grid(layout, views, example.object_id, example.caption);
 # category, so neither colour nor size alone gives the category away.
 
 # %%
-plots.plot_category_samples(layout, objects, canonical_view_id(views));
+plots.plot_category_samples(layout, objects, canonical_view_id(views, cfg.backbone.pretrain.canonical_view));
 
 # %%
 display(objects[objects.status == "ok"].groupby("category").head(2)[["object_id", "category", "split", "caption"]]

@@ -21,7 +21,17 @@
 # canonical view** per `pretrain` object. That is a stand-in for web-scale single-view
 # data, so the study's hypothesis — single-view training makes features
 # view-dependent — is tested for real. `backbone.pretrain.views: all` gives the
-# compute-matched control (same steps and batch, every grid view).
+# compute-matched control (same steps and batch, every grid view), under a backbone name
+# of its own (`mvclip-tiny-allviews`), so its checkpoint, embeddings and results never
+# replace the canonical model's.
+#
+# Its word vocabulary is built from the `pretrain` objects' captions only (plus category
+# names and templates): a test caption's unseen words map to the unknown id. A share of
+# the training captions (`backbone.pretrain.category_caption_prob`) is the bare category
+# in one of the caption templates ("a photo of a mug"), as web alt-texts range from a noun
+# to a description; those are close to the zero-shot prompts, so zero-shot accuracy is
+# also reported with prompt templates no caption used (`embed.unseen_prompt_templates`).
+# Identical captions in one batch are not counted as each other's negatives.
 
 # %% tags=["parameters"]
 config_path = "../params/default.yaml"
@@ -32,7 +42,8 @@ from IPython.display import Markdown, display
 
 from mvclip_utils import metrics, plots
 from mvclip_utils.backbone import load_backbone, write_backbone_record
-from mvclip_utils.config import TINY_MODEL, load_config
+from mvclip_utils.cameras import canonical_view_id
+from mvclip_utils.config import load_config, pretrains_here
 from mvclip_utils.dataset import load_views
 from mvclip_utils.embed import embed_dataset
 from mvclip_utils.pretrain import pretrain_tiny_clip
@@ -40,7 +51,7 @@ from mvclip_utils.runs import RunLayout
 
 cfg = load_config(config_path)
 layout = RunLayout.for_run(cfg.run_name, run_dir)
-pretrain_here = cfg.backbone.model == TINY_MODEL and not cfg.backbone.pretrained
+pretrain_here = pretrains_here(cfg)
 
 # %% [markdown]
 # ## Pretraining (embedded default only)
@@ -54,14 +65,16 @@ if record:
         f"Pretrained on **{record.n_objects} objects x {len(record.view_ids)} view(s)** "
         f"(`{record.views}`: {', '.join(record.view_ids[:3])}{' ...' if len(record.view_ids) > 3 else ''}), "
         f"{record.steps} steps of batch {record.batch_size} in {record.seconds:.0f} s "
-        f"with {record.torch_threads} torch threads."))
+        f"with {record.torch_threads} torch threads; {cfg.backbone.pretrain.category_caption_prob:.0%} of the "
+        f"training captions were the bare category in a caption template."))
     plots.plot_loss_curve(record.losses, "CLIP loss while pretraining mvclip-tiny");
 else:
     display(Markdown(f"Using `{cfg.backbone.model}` with pretrained weights `{cfg.backbone.pretrained}`."))
 
 # %%
 backbone = load_backbone(cfg.backbone, layout)
-info = write_backbone_record(layout, backbone, pretrain=record.views if record else None)
+info = write_backbone_record(layout, backbone, record.dataset_fingerprint if record else None,
+                             pretrain=record.views if record else None)
 display(Markdown(f"**Backbone:** {backbone.name} · {info['parameters'] / 1e6:.2f} M parameters · "
                  f"device `{backbone.device}`{' with mixed precision' if backbone.use_amp else ''}."))
 
@@ -75,5 +88,18 @@ display(Markdown(f"**Backbone:** {backbone.name} · {info['parameters'] / 1e6:.2
 # %%
 # Embeds every view (the cache notebook 03 then reuses); only the test objects are scored here.
 test = embed_dataset(cfg, layout, backbone).split("test")
-display(metrics.caption_retrieval_table(test.image, test.text, load_views(layout)).style.format("{:.3f}")
+views = load_views(layout)
+canonical = canonical_view_id(views, cfg.backbone.pretrain.canonical_view)
+display(metrics.caption_retrieval_table(test.image, test.text, views, canonical).style.format("{:.3f}")
         .set_caption(f"{len(test.object_ids)} test objects, backbone {backbone.name}"))
+
+# %% [markdown]
+# ## Zero-shot on the canonical view: seen and unseen prompt templates
+# The prompts of `embed.prompt_templates` share their templates with the pretraining
+# captions; `embed.unseen_prompt_templates` never occur in pretraining. A large drop from
+# the first to the second means the accuracy owes much to seeing the prompts verbatim.
+
+# %%
+display(metrics.zero_shot_prompt_table(test, views, canonical).style.format("{:.3f}")
+        .set_caption(f"Zero-shot accuracy, {len(test.object_ids)} test objects, chance "
+                     f"{1 / len(test.category_names):.3f}"))

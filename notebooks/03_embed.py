@@ -33,7 +33,7 @@ from IPython.display import Markdown, display
 from mvclip_utils import plots
 from mvclip_utils.backbone import load_backbone
 from mvclip_utils.config import load_config
-from mvclip_utils.embed import embed_dataset, embeddings_path
+from mvclip_utils.embed import embed_dataset
 from mvclip_utils.runs import RunLayout
 
 cfg = load_config(config_path)
@@ -47,7 +47,7 @@ seconds = time.perf_counter() - start
 n_images = emb.image.shape[0] * emb.image.shape[1]
 display(Markdown(
     f"**Backbone:** {emb.backbone}\n\n"
-    f"`{embeddings_path(layout, backbone.slug).relative_to(layout.root)}`: image {emb.image.shape}, "
+    f"`{layout.embeddings_file(backbone.slug).relative_to(layout.root)}`: image {emb.image.shape}, "
     f"text {emb.text.shape}, category prompts {emb.category_text.shape} — "
     + (f"loaded from the cache (written by notebook 02 or an earlier run) in {seconds:.1f} s." if emb.from_cache
        else f"{n_images} images embedded in {seconds:.1f} s ({n_images / seconds:.0f} images/s).")))

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from mvclip_utils.backbone import (Backbone, BackboneLoadError, CaptionTokenizer, create_tiny_model, load_backbone,
-                                   spatial_features, tiny_checkpoint, tiny_vocabulary, uint8_to_input)
+                                   spatial_features, uint8_to_input)
 from mvclip_utils.config import BackboneConfig
 from mvclip_utils.runs import RunLayout
 
@@ -41,9 +41,9 @@ def save_tiny(layout: RunLayout) -> torch.nn.Module:
     torch.manual_seed(0)
     model, _ = create_tiny_model()
     layout.backbone.mkdir(parents=True)
-    torch.save({"state_dict": model.state_dict()}, tiny_checkpoint(layout))
+    torch.save({"state_dict": model.state_dict()}, layout.backbone_checkpoint("mvclip-tiny"))
     CaptionTokenizer.from_texts(["a red mug", "a photo of a chair"], model.vocab_size, model.context_length).save(
-        tiny_vocabulary(layout))
+        layout.backbone_vocabulary("mvclip-tiny"))
     return model.eval()
 
 
@@ -60,7 +60,7 @@ def test_tiny_checkpoint_loads_through_open_clip(tmp_path):
     assert text.shape == (2, 128) and torch.allclose(text.norm(dim=-1), torch.ones(2))
     assert backbone.slug == "mvclip-tiny" and "pretrained here" in backbone.name
     # The same checkpoint named as a file (vocabulary beside it) is the same backbone.
-    as_file = load_backbone(BackboneConfig(pretrained=str(tiny_checkpoint(layout)), device="cpu"))
+    as_file = load_backbone(BackboneConfig(pretrained=str(layout.backbone_checkpoint("mvclip-tiny")), device="cpu"))
     torch.testing.assert_close(as_file.encode_images(x), expected)
     assert as_file.identity == backbone.identity
 

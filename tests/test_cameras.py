@@ -5,7 +5,7 @@ import pytest
 
 from mvclip_utils.cameras import camera_position, camera_to_world, project_points, views_table
 from mvclip_utils.config import RenderConfig
-from mvclip_utils.dataset import canonical_view_id
+from mvclip_utils.cameras import canonical_view_id
 
 from conftest import make_config
 
@@ -55,7 +55,14 @@ def test_views_table_grid_then_ood():
 
 def test_canonical_view_is_a_front_three_quarter_view():
     assert canonical_view_id(views_table(RenderConfig())) == "el+40_az030"
-    assert canonical_view_id(views_table(make_config().render)) == "el+10_az000"  # 4 azimuths: nearest to 30
+    # The middle of the SORTED elevations (config order [30, 10]), at the azimuth nearest 30 of 4.
+    assert canonical_view_id(views_table(make_config().render)) == "el+30_az000"
+    reordered = make_config({"render": {"elevations_deg": [10, 70, 40]}}).render
+    assert canonical_view_id(views_table(reordered)) == "el+40_az000"
+    # A configured canonical view wins (backbone.pretrain.canonical_view), and must exist.
+    assert canonical_view_id(views_table(reordered), "el+70_az180") == "el+70_az180"
+    with pytest.raises(ValueError, match="backbone.pretrain.canonical_view: 'nope' is not a view"):
+        canonical_view_id(views_table(reordered), "nope")
 
 
 def test_default_views_are_the_seed_grid_plus_ood():

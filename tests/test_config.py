@@ -6,7 +6,7 @@ import yaml
 from mvclip_utils.config import ConfigError, config_from_dict, dump_config, load_config
 from mvclip_utils.runs import PARAMS_DIR
 
-from conftest import TINY, deep_update
+from conftest import TINY, deep_update, make_config
 
 
 def error_of(overrides: dict) -> str:
@@ -89,12 +89,12 @@ def test_existing_file_is_resolved_against_the_yaml_folder(tmp_path):
 
 
 def test_semantic_checks():
-    assert error_of({"render": {"resolution": 0}}) == "render.resolution: expected a positive value, got 0"
+    assert error_of({"render": {"resolution": 0}}) == "render.resolution: expected a side in pixels between 16 and 2048, got 0"
     assert error_of({"dataset": {"splits": {"test": 0.9}}}).startswith("dataset.splits: expected non-negative")
     assert "unknown category 'spaceship'" in error_of({"dataset": {"procedural": {"categories": ["spaceship"]}}})
     assert error_of({"render": {"elevations_deg": [100]}}).startswith("render.elevations_deg[0]")
     assert error_of({"backbone": {"pretrain": {"torch_threads": -1}}}) == \
-        "backbone.pretrain.torch_threads: expected 0 (one per core) or a positive count, got -1"
+        "backbone.pretrain.torch_threads: expected a value of at least 0, got -1"
     assert error_of({"heads": {"views_per_object": 1}}).startswith("heads.views_per_object: expected at least 2")
 
 
@@ -116,3 +116,51 @@ def test_dump_and_load_round_trip(tmp_path):
     again = load_config(tmp_path / "config.yaml")
     assert again.to_dict() == cfg.to_dict()
     assert again.render.ood_views[0].name == "top_down"
+
+
+@pytest.mark.parametrize("overrides,message", [
+    # each one passed validation before and failed later with a message that named nothing
+    ({"render": {"azimuths": 1, "elevations_deg": [30]}},
+     "render.azimuths: 1 azimuth(s) x 1 elevation(s) give one grid view per object"),
+    ({"heads": {"patience": -1}}, "heads.patience: expected a value of at least 0, got -1"),
+    ({"heads": {"objects_per_batch": -3}}, "heads.objects_per_batch: expected 0 (every training object) or at least 2"),
+    ({"heads": {"objects_per_batch": 1}}, "heads.objects_per_batch: expected 0 (every training object) or at least 2"),
+    ({"embed": {"loader_workers": -1}}, "embed.loader_workers: expected a value of at least 0, got -1"),
+    ({"dataset": {"objaverse": {"max_objects": -5}}},
+     "dataset.objaverse.max_objects: expected null (every matching object) or a count of at least 1, got -5"),
+    ({"dataset": {"objaverse": {"max_objects": 0}}}, "dataset.objaverse.max_objects: expected null"),
+    ({"dataset": {"splits": {"pretrain": 0.5, "train": 0.25, "val": 0.25, "test": 0.0}}},
+     "dataset.splits.test: expected a fraction in (0, 1) (every reported number is measured on it), got 0.0"),
+    ({"dataset": {"splits": {"pretrain": 0.0, "train": 0.5, "val": 0.0, "test": 0.5}}},
+     "dataset.splits.pretrain: expected a fraction in (0, 1) (the tiny backbone is pretrained on it)"),
+    ({"dataset": {"procedural": {"objects_per_category": 3},
+                  "splits": {"pretrain": 0.4, "train": 0.3, "val": 0.1, "test": 0.2}}},
+     "dataset.procedural.objects_per_category: 3 objects per category leave split(s) val empty"),
+    ({"render": {"resolution": 8}}, "render.resolution: expected a side in pixels between 16 and 2048, got 8"),
+    ({"render": {"resolution": 100000}}, "render.resolution: expected a side in pixels between 16 and 2048, got 100000"),
+    ({"dataset": {"procedural": {"categories": ["mug"]}}}, "dataset.procedural.categories: expected at least 2"),
+    ({"dataset": {"objaverse": {"lvis_categories": ["mug"]}}}, "dataset.objaverse.lvis_categories: expected at least 2"),
+    ({"dataset": {"objaverse": {"lvis_categories": "some"}}}, "dataset.objaverse.lvis_categories: expected one of 'auto' or a list"),
+    ({"backbone": {"pretrain": {"canonical_view": "el+40_az031"}}},
+     "backbone.pretrain.canonical_view: 'el+40_az031' is not a view"),
+])
+def test_bad_values_are_refused_before_any_work_naming_the_key(overrides, message):
+    msg = error_of(overrides)
+    assert msg.startswith(message), msg
+    assert "\n" not in msg
+
+
+def test_too_few_objects_message_gives_the_minimum_and_a_pretrained_backbone_needs_no_pretrain_split():
+    msg = error_of({"dataset": {"procedural": {"objects_per_category": 3},
+                                "splits": {"pretrain": 0.4, "train": 0.3, "val": 0.1, "test": 0.2}}})
+    assert msg.endswith("expected at least 6"), msg  # 5 would give val 0.5 object, rounded to train
+    cfg = make_config({"dataset": {"splits": {"pretrain": 0.0, "train": 0.5, "val": 0.0, "test": 0.5}},
+                       "backbone": {"model": "ViT-B-32", "pretrained": "openai"}})
+    assert cfg.dataset.splits.sizes(2) == {"pretrain": 0, "train": 1, "val": 0, "test": 1}
+
+
+def test_lvis_categories_take_auto_or_a_list():
+    assert make_config().dataset.objaverse.lvis_categories == "auto"
+    cfg = make_config({"dataset": {"objaverse": {"lvis_categories": ["mug", "bottle"], "lvis_min_objects": 3}}})
+    assert cfg.dataset.objaverse.lvis_categories == ["mug", "bottle"]
+    assert make_config({"dataset": {"objaverse": {"lvis_categories": []}}}).dataset.objaverse.lvis_categories == []

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mvclip_utils import metrics, summary
+from mvclip_utils import metrics, results, summary
 from mvclip_utils.config import config_from_dict
 from mvclip_utils.embed import Embeddings
 from mvclip_utils.heads import MLPHead, ViewAutoencoder
@@ -64,7 +64,8 @@ def synthetic_embeddings(n_per_split=8, views=6, dim=16, seed=0) -> tuple[Embedd
     emb = Embeddings(image.astype(np.float32), text.astype(np.float32), cat_text.astype(np.float32),
                      np.array([f"o{i}" for i in range(n)]), np.array([f"el+10_az{a:03d}" for a in range(0, 300, 60)]
                                                                       + ["ood_x"]),
-                     categories, np.array(list("abcd")), np.repeat(["train", "val", "test"], n_per_split), "synthetic")
+                     categories, np.array(list("abcd")), np.repeat(["train", "val", "test"], n_per_split), "synthetic",
+                     cat_text.astype(np.float32), "dataset", "backbone", "embed")
     views_table = pd.DataFrame({"view_id": emb.view_ids, "azimuth_deg": [0, 60, 120, 180, 240, 0],
                                 "elevation_deg": [10] * 5 + [90], "distance": 1.5,
                                 "kind": ["grid"] * 5 + ["ood"]})
@@ -79,7 +80,7 @@ def test_every_method_trains_deterministically_and_is_evaluated(name, tmp_path):
     b = train_method(name, cfg, emb, views, None, progress=False)
     np.testing.assert_array_equal(apply_method(a, emb).image, apply_method(b, emb).image)
     assert (tmp_path / "models" / name / "model.pt").exists() and (tmp_path / "models" / name / "curves.json").exists()
-    row, test = evaluate_method(a, emb, views)
+    row, test = evaluate_method(a, emb, views, "el+10_az060")
     assert test.image.shape == (8, 6, 16)
     np.testing.assert_allclose(np.linalg.norm(test.image, axis=-1), 1, atol=1e-5)
     assert 0 <= row["view_retrieval_mAP"] <= 1 and "zero_shot_accuracy_canonical" in row
@@ -91,7 +92,8 @@ def test_object_head_collapses_and_contrastive_head_does_not():
     cfg = config_from_dict(deep_update(TINY, {"heads": {"steps": 300, "patience": 0, "views_per_object": 3}}))
     cross = {}
     for name in ["object_head", "contrastive_head"]:
-        row, _ = evaluate_method(train_method(name, cfg, emb, views, None, progress=False), emb, views)
+        row, _ = evaluate_method(train_method(name, cfg, emb, views, None, progress=False), emb, views,
+                                 "el+10_az060")
         cross[name] = row["cross_object_mean"]
     baseline = metrics.cross_object_similarity(emb.split("test").image).mean
     assert cross["object_head"] > baseline + 0.2
@@ -99,12 +101,15 @@ def test_object_head_collapses_and_contrastive_head_does_not():
 
 
 def test_summary_lists_any_method_that_wrote_a_row(tmp_path):
-    layout = RunLayout(tmp_path)
+    from test_results import fake_run
+
+    layout = fake_run(tmp_path, identity="backbone")
     emb, views = synthetic_embeddings()
     test = emb.split("test")
+    provenance = {**emb.provenance, "dataset_fingerprint": results.current_provenance(layout)["dataset_fingerprint"]}
     for method in ["baseline", "my_new_method"]:
-        row = metrics.evaluation_row(test.image, test.text, test.category_text, test.labels, views)
-        table = metrics.write_result(layout, method, row, "synthetic")
+        row = metrics.evaluation_row(test.image, test.text, test.category_text, test.labels, views, "el+10_az000")
+        table = results.write_result(layout, method, row, "synthetic", provenance)
     shown = summary.summary_table(table)
     assert list(shown.index) == ["baseline", "my_new_method"]
     assert shown.loc["baseline", "same-object"].count("±") == 1

@@ -43,3 +43,26 @@ def test_autoencoder_loss_parts():
     total, parts = losses.autoencoder_loss(original, torch.zeros_like(original), codes, 2.0, 1.0, 1.0)
     assert parts["reconstruction"].item() == pytest.approx((original ** 2).mean().item())
     assert total.item() == pytest.approx(2 * parts["reconstruction"].item(), abs=1e-6)
+
+
+def test_clip_loss_matches_open_clip_and_masks_identical_captions():
+    from open_clip.loss import ClipLoss
+
+    g = torch.Generator().manual_seed(0)
+    image, text = torch.randn(6, 8, generator=g), torch.randn(6, 8, generator=g)
+    image, text = F.normalize(image, dim=-1), F.normalize(text, dim=-1)
+    scale = torch.tensor(10.0)
+    unique = torch.eye(6, dtype=torch.bool)
+    torch.testing.assert_close(losses.clip_loss(image, text, scale, unique), ClipLoss()(image, text, scale))
+    # Every caption identical: each image sees only its own caption, nothing to tell apart.
+    assert float(losses.clip_loss(image, text, scale, torch.ones(6, 6, dtype=torch.bool))) == pytest.approx(0.0)
+    # Pairs 0 and 1 share a caption: neither is the other's negative (a loop reference).
+    same = unique.clone()
+    same[0, 1] = same[1, 0] = True
+    logits = scale * image @ text.T
+    rows = [torch.logsumexp(logits[i][[j for j in range(6) if not (same[i, j] and j != i)]], 0) - logits[i, i]
+            for i in range(6)]
+    cols = [torch.logsumexp(logits[:, i][[j for j in range(6) if not (same[j, i] and j != i)]], 0) - logits[i, i]
+            for i in range(6)]
+    expected = (torch.stack(rows).mean() + torch.stack(cols).mean()) / 2
+    torch.testing.assert_close(losses.clip_loss(image, text, scale, same), expected)

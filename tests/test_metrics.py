@@ -6,8 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mvclip_utils import metrics
-from mvclip_utils.runs import RunLayout
+from mvclip_utils import metrics, reference
 
 
 def random_embeddings(n=7, v=5, d=16, seed=0, spread=1.0):
@@ -21,11 +20,11 @@ def random_embeddings(n=7, v=5, d=16, seed=0, spread=1.0):
 @pytest.mark.parametrize("seed,spread", [(0, 1.0), (1, 0.3), (2, 3.0)])
 def test_closed_form_agrees_with_brute_force(seed, spread):
     image, text = random_embeddings(seed=seed, spread=spread)
-    reference = metrics.brute_force_similarity(image, text)
+    expected = reference.brute_force_similarity(image, text)
     closed = {"same_object": metrics.same_object_similarity(image),
               "cross_object": metrics.cross_object_similarity(image),
               "text_image": metrics.text_image_similarity(image, text)}
-    for name, ref in reference.items():
+    for name, ref in expected.items():
         got = closed[name]
         assert got.pairs == ref.pairs, name
         for field in ("mean", "pooled_std", "object_std"):
@@ -109,19 +108,6 @@ def test_zero_shot_and_caption_retrieval():
     assert recall == {"recall_at_1": pytest.approx(5 / 6), "recall_at_2": pytest.approx(5 / 6)}
 
 
-def test_results_table_has_one_row_per_method(tmp_path):
-    layout = RunLayout(tmp_path)
-    metrics.write_result(layout, "object_head", {"same_object_mean": 0.9}, "tiny")
-    table = metrics.write_result(layout, "baseline", {"same_object_mean": 0.8}, "tiny")
-    assert table.method.tolist() == ["baseline", "object_head"]
-    again = metrics.write_result(layout, "baseline", {"same_object_mean": 0.7}, "tiny")
-    assert again.same_object_mean.tolist() == [0.7, 0.9]
-    assert pd.read_csv(layout.results_table).method.tolist() == ["baseline", "object_head"]
-    table = metrics.write_result(layout, "autoencoder", {"same_object_mean": 0.6}, "tiny")
-    table = metrics.write_result(layout, "a_new_method", {"same_object_mean": 0.5}, "tiny")
-    assert table.method.tolist() == ["baseline", "object_head", "autoencoder", "a_new_method"]
-
-
 def test_caption_retrieval_table_rows_and_missing_results(tmp_path):
     views = pd.DataFrame({"view_id": ["el+40_az000", "el+40_az090", "ood_x"], "azimuth_deg": [0, 90, 0],
                           "elevation_deg": [40, 40, 90], "distance": 1.5, "kind": ["grid", "grid", "ood"]})
@@ -130,9 +116,52 @@ def test_caption_retrieval_table_rows_and_missing_results(tmp_path):
     image[:, 0, :3] = torch.eye(3)  # view az000 matches its own caption
     image[:, 1, 3] = 1  # view az090 matches nothing better than the others
     image[:, 2, :3] = torch.eye(3)
-    table = metrics.caption_retrieval_table(image, text, views, ks=(1,))
+    table = metrics.caption_retrieval_table(image, text, views, "el+40_az000", ks=(1,))
     assert table.loc["canonical view (el+40_az000)", "recall_at_1"] == 1.0
     assert table.loc["all grid views", "recall_at_1"] == 0.5  # az090 ties every caption: ties count against it
     assert table.loc["chance", "recall_at_1"] == pytest.approx(1 / 3)
-    with pytest.raises(FileNotFoundError, match="run notebook 04_baseline"):
-        metrics.load_results(RunLayout(tmp_path))
+
+
+def grid_and_ood_views(n_grid=4, n_ood=2) -> pd.DataFrame:
+    return pd.DataFrame({"view_id": [f"el+40_az{90 * i:03d}" for i in range(n_grid)] + [f"ood_{i}" for i in range(n_ood)],
+                         "azimuth_deg": [90.0 * i for i in range(n_grid)] + [0.0] * n_ood,
+                         "elevation_deg": [40.0] * n_grid + [-50.0] * n_ood, "distance": 1.5,
+                         "kind": ["grid"] * n_grid + ["ood"] * n_ood})
+
+
+def test_headline_numbers_cover_the_grid_views_and_ood_views_have_their_own_columns():
+    image, text = random_embeddings(n=6, v=6, seed=3)
+    views = grid_and_ood_views()
+    categories = F.normalize(torch.randn(3, 16, generator=torch.Generator().manual_seed(0)), dim=-1)
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    row = metrics.evaluation_row(image, text, categories, labels, views, "el+40_az090")
+    grid_only = metrics.similarity_stats(image[:, :4], text)
+    all_views = metrics.similarity_stats(image, text)
+    assert row["same_object_mean"] == pytest.approx(grid_only["same_object"].mean)
+    assert row["same_object_mean"] != pytest.approx(all_views["same_object"].mean)
+    assert row["cross_object_mean"] == pytest.approx(grid_only["cross_object"].mean)
+    assert row["view_retrieval_mAP"] == pytest.approx(metrics.view_retrieval(image[:, :4])["mAP"])
+    by_view = metrics.zero_shot_by_view(image, categories, labels, views).set_index("view_id").accuracy
+    assert row["zero_shot_accuracy"] == pytest.approx(by_view.iloc[:4].mean())
+    assert row["zero_shot_accuracy_ood"] == pytest.approx(by_view.iloc[4:].mean())
+    # The configured canonical view is the canonical column, whichever it is.
+    assert row["zero_shot_accuracy_canonical"] == pytest.approx(by_view["el+40_az090"])
+    assert row["zero_shot_accuracy_other_grid"] == pytest.approx(by_view.drop("el+40_az090").iloc[:3].mean())
+    ood_to_grid = torch.einsum("nod,ngd->nog", image[:, 4:], image[:, :4]).mean()
+    assert row["ood_to_grid_similarity"] == pytest.approx(float(ood_to_grid))
+    assert (row["n_grid_views"], row["n_ood_views"], row["n_categories"]) == (4, 2, 3)
+
+
+def test_embedding_geometry_known_values():
+    # Images all on e0, texts all on e1: the centroids are sqrt(2) apart; one direction used.
+    image = torch.zeros(3, 2, 4)
+    image[..., 0] = 1
+    text = torch.zeros(3, 4)
+    text[:, 1] = 1
+    geometry = metrics.embedding_geometry(image, text)
+    assert geometry["modality_gap"] == pytest.approx(np.sqrt(2))
+    assert geometry["effective_rank"] == pytest.approx(1.0)
+    # Four orthogonal directions used equally: effective rank 4; same centroid as text: gap 0.
+    spread = torch.eye(4).reshape(2, 2, 4)
+    assert metrics.embedding_geometry(spread, spread.mean(1))["effective_rank"] == pytest.approx(4.0)
+    assert metrics.embedding_geometry(spread, spread.reshape(4, 4))["modality_gap"] == pytest.approx(0.0, abs=1e-9)

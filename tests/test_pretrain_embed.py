@@ -4,11 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from mvclip_utils.backbone import load_backbone, tiny_checkpoint
-from mvclip_utils.dataset import build_dataset
-from mvclip_utils.embed import embed_dataset, embeddings_path, load_embeddings
+from mvclip_utils.backbone import CaptionTokenizer, load_backbone, read_backbone_record, write_backbone_record
+from mvclip_utils.dataset import build_dataset, load_objects
+from mvclip_utils.embed import embed_dataset, load_embeddings
 from mvclip_utils.pretrain import pretrain_tiny_clip, pretrain_view_ids, random_crops
-from mvclip_utils.runs import RunLayout
+from mvclip_utils.runs import RunLayout, StaleArtifactError
+
+
+def tiny_checkpoint(layout, slug="mvclip-tiny"):
+    return layout.backbone_checkpoint(slug)
 
 from conftest import make_config
 
@@ -30,7 +34,7 @@ def test_pretraining_writes_a_loadable_checkpoint_and_is_cached(rendered):
     cfg = make_config(FAST)
     record = pretrain_tiny_clip(cfg, layout, progress=False)
     assert record.steps == 6 and len(record.losses) == 6 and record.n_objects == 3  # half of 6 objects
-    assert record.view_ids == ["el+10_az000"] and record.n_images == 3
+    assert record.view_ids == ["el+30_az000"] and record.n_images == 3  # middle of the sorted elevations
     assert all(np.isfinite(record.losses))
     mtime = tiny_checkpoint(layout).stat().st_mtime_ns
     again = pretrain_tiny_clip(cfg, layout, progress=False)
@@ -39,14 +43,54 @@ def test_pretraining_writes_a_loadable_checkpoint_and_is_cached(rendered):
     assert pretrain_view_ids(control, layout) == [f"el+{e}_az{a:03d}" for e in (30, 10) for a in (0, 90, 180, 270)]
     backbone = load_backbone(cfg.backbone, layout)
     assert backbone.encode_texts(["a red mug"]).shape == (1, 128)
+    # The all-views control is a backbone of its own: it never replaces the canonical model's files.
+    pretrain_tiny_clip(control, layout, progress=False)
+    assert tiny_checkpoint(layout).stat().st_mtime_ns == mtime
+    control_backbone = load_backbone(control.backbone, layout)
+    assert control_backbone.slug == "mvclip-tiny-allviews" and control_backbone.identity != backbone.identity
+    assert tiny_checkpoint(layout, "mvclip-tiny-allviews").exists()
+
+
+def test_vocabulary_comes_from_the_pretrain_split_only(rendered):
+    layout = rendered
+    cfg = make_config(FAST)
+    pretrain_tiny_clip(cfg, layout, progress=False)
+    vocabulary = set(CaptionTokenizer.load(layout.backbone_vocabulary("mvclip-tiny")).words)
+    objects = load_objects(layout)
+    words = lambda split: {w for c in objects[objects.split == split].caption for w in CaptionTokenizer.split(c)}
+    assert words("pretrain") <= vocabulary
+    test_only = words("test") - words("pretrain") - {"mug", "bottle", "car"}
+    assert test_only and not (test_only & vocabulary), "no word only test captions use is in the vocabulary"
+
+
+def test_an_interrupted_pretraining_is_redone_and_never_read_under_the_old_record(rendered):
+    layout = rendered
+    cfg = make_config(FAST)
+    pretrain_tiny_clip(cfg, layout, progress=False)
+    backbone = load_backbone(cfg.backbone, layout)
+    write_backbone_record(layout, backbone, pretrain_tiny_clip(cfg, layout, progress=False).dataset_fingerprint)
+    assert read_backbone_record(layout)["identity"] == backbone.identity
+    # New weights landed, the record did not (02 killed in between): the record refuses them ...
+    torch.save({"state_dict": {}}, tiny_checkpoint(layout))
+    with pytest.raises(StaleArtifactError, match="Rerun notebook 02_backbone"):
+        read_backbone_record(layout)
+    # ... and the next 02 pretrains again instead of trusting the record.
+    mtime = tiny_checkpoint(layout).stat().st_mtime_ns
+    record = pretrain_tiny_clip(cfg, layout, progress=False)
+    assert tiny_checkpoint(layout).stat().st_mtime_ns != mtime
+    from mvclip_utils.runs import file_digest
+    assert record.checkpoint_sha == file_digest(tiny_checkpoint(layout))
 
 
 def test_embeddings_cover_every_view_and_are_cached(rendered):
     layout = rendered
     cfg = make_config(FAST)
-    pretrain_tiny_clip(cfg, layout, progress=False)
+    record = pretrain_tiny_clip(cfg, layout, progress=False)
     backbone = load_backbone(cfg.backbone, layout)
+    write_backbone_record(layout, backbone, record.dataset_fingerprint)
     emb = embed_dataset(cfg, layout, backbone, progress=False)
+    assert emb.category_text_unseen.shape == (3, 128)
+    assert not np.allclose(emb.category_text_unseen, emb.category_text)
     assert emb.image.shape == (6, 10, 128) and emb.text.shape == (6, 128) and emb.category_text.shape == (3, 128)
     np.testing.assert_allclose(np.linalg.norm(emb.image, axis=-1), 1, atol=1e-5)
     assert list(emb.category_names) == ["bottle", "car", "mug"]
@@ -58,21 +102,30 @@ def test_embeddings_cover_every_view_and_are_cached(rendered):
     i, v = list(emb.object_ids).index("car_0001"), list(emb.view_ids).index("ood_below")
     np.testing.assert_allclose(emb.image[i, v], single[0].numpy(), atol=1e-5)
 
-    path = embeddings_path(layout, backbone.slug)
+    path = layout.embeddings_file(backbone.slug)
     mtime = path.stat().st_mtime_ns
     assert not emb.from_cache
     assert embed_dataset(cfg, layout, backbone, progress=False).from_cache
     assert path.stat().st_mtime_ns == mtime, "same backbone and dataset: loaded from the cache"
-    loaded = load_embeddings(layout, backbone.slug)
+    loaded = load_embeddings(layout, cfg)
     np.testing.assert_array_equal(loaded.image, emb.image)
     assert loaded.split("test").image.shape[0] == 3
+    # Other prompt settings than the file's: refused, naming the notebook to rerun.
+    reworded = make_config({**FAST, "embed": {**FAST["embed"], "unseen_prompt_templates": ["the {} again"]}})
+    with pytest.raises(StaleArtifactError, match=r"mvclip-tiny\.npz is stale: .*Rerun notebook 03_embed"):
+        load_embeddings(layout, reworded)
 
-    # Other weights: the cache is stale and recomputed.
+    # Other weights: the reader refuses the old file until 03 reruns; the cache is then recomputed.
     other = make_config({**FAST, "backbone": {"pretrain": {**FAST["backbone"]["pretrain"], "seed": 1}}})
-    pretrain_tiny_clip(other, layout, progress=False)
-    changed = embed_dataset(other, layout, load_backbone(other.backbone, layout), progress=False)
+    other_record = pretrain_tiny_clip(other, layout, progress=False)
+    other_backbone = load_backbone(other.backbone, layout)
+    write_backbone_record(layout, other_backbone, other_record.dataset_fingerprint)
+    with pytest.raises(StaleArtifactError, match="made by backbone mvclip-tiny"):
+        load_embeddings(layout, other)
+    changed = embed_dataset(other, layout, other_backbone, progress=False)
     assert path.stat().st_mtime_ns != mtime
     assert not np.allclose(changed.image, emb.image)
+    assert load_embeddings(layout, other).backbone_identity == other_backbone.identity
 
 
 def test_random_crops_keep_shape_and_change_content():

@@ -1,0 +1,112 @@
+"""The results table: one JSON per method, merged into `metrics/results.csv`, never mixing runs.
+
+Every `metrics/<method>.json` records what it was computed from: the dataset's
+fingerprint, the backbone's identity and the embed settings (`Embeddings.provenance`),
+plus a digest of the config section that trained it. `results.csv` merges only the rows
+made from the run's *current* dataset and backbone; rows of another backbone (the
+all-views control, a swapped-in ViT-B-32) or of an older dataset are listed in
+`metrics/stale_results.csv` with the reason, never mixed in. (CLIP_benchmark's pattern:
+one JSON per result, merged into a CSV.)
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from .runs import RunLayout, atomic_write_json, atomic_write_text, digest
+
+# Display order of results rows: the seed's order, then any other method alphabetically.
+METHOD_ORDER = ("baseline", "object_head", "contrastive_head", "autoencoder", "omniview_tuning")
+
+# Headline columns and their display names (the summary, the method notebooks and the figures share them).
+HEADLINE_COLUMNS = {
+    "same_object_mean": "same-object", "cross_object_mean": "cross-object", "text_image_mean": "text-image",
+    "view_retrieval_recall_at_1": "view R@1", "view_retrieval_mAP": "view mAP",
+    "zero_shot_accuracy_canonical": "zero-shot canonical", "zero_shot_accuracy_other_grid": "zero-shot other grid",
+    "zero_shot_accuracy_ood": "zero-shot ood",
+}
+PROVENANCE = ("dataset_fingerprint", "backbone_identity", "embed_settings")
+
+
+def write_result(layout: RunLayout, method: str, row: dict, backbone: str, provenance: dict[str, str],
+                 config_section: dict | None = None, extra: dict | None = None) -> pd.DataFrame:
+    """Write metrics/<method>.json (the row, what it was made from) and rebuild results.csv."""
+
+    missing = [k for k in PROVENANCE if k not in provenance]
+    if missing:
+        raise ValueError(f"write_result({method!r}): provenance lacks {missing}; pass Embeddings.provenance")
+    record = {"method": method, "backbone": backbone, **row, **(extra or {}),
+              **{k: provenance[k] for k in PROVENANCE},
+              "config_digest": digest(config_section) if config_section is not None else ""}
+    atomic_write_json(layout.metrics_file(method), record)
+    return rebuild_results_table(layout)
+
+
+def current_provenance(layout: RunLayout) -> dict[str, str]:
+    """The dataset and backbone the run has now (what a current row must have been made from)."""
+    from .backbone import read_backbone_record
+    from .dataset import dataset_fingerprint
+
+    return {"dataset_fingerprint": dataset_fingerprint(layout),
+            "backbone_identity": read_backbone_record(layout, check=False)["identity"]}
+
+
+def _ordered(table: pd.DataFrame) -> pd.DataFrame:
+    if not len(table):
+        return table
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    table = table.sort_values("method", key=lambda s: s.map(lambda m: (order.get(m, len(order)), m)))
+    return table.reset_index(drop=True)
+
+
+def _stale_reason(record: dict, current: dict[str, str]) -> str:
+    if record.get("backbone_identity") != current["backbone_identity"]:
+        return f"made by backbone {record.get('backbone', '?')} ({record.get('backbone_identity', 'unrecorded')})"
+    if record.get("dataset_fingerprint") != current["dataset_fingerprint"]:
+        return "made from another version of the dataset"
+    return ""
+
+
+def rebuild_results_table(layout: RunLayout) -> pd.DataFrame:
+    """Merge the metrics JSONs of the current dataset and backbone into results.csv; list the others
+    in stale_results.csv. Returns the current rows."""
+    current = current_provenance(layout)
+    rows, stale = [], []
+    for path in sorted(layout.metrics.glob("*.json")):
+        record = json.loads(path.read_text())
+        reason = _stale_reason(record, current)
+        if reason:
+            stale.append({"method": record.get("method", path.stem), "backbone": record.get("backbone", ""),
+                          "file": str(path.relative_to(layout.root)), "reason": reason})
+        else:
+            rows.append(record)
+    table = _ordered(pd.DataFrame(rows))
+    atomic_write_text(layout.results_table, table.to_csv(index=False))
+    atomic_write_text(layout.stale_results_table,
+                      pd.DataFrame(stale, columns=["method", "backbone", "file", "reason"]).to_csv(index=False))
+    return table
+
+
+def load_results(layout: RunLayout) -> pd.DataFrame:
+    """The current results table (rebuilt, so a backbone or dataset changed since is never mixed in)."""
+    if not layout.metrics.exists() or not any(layout.metrics.glob("*.json")):
+        raise FileNotFoundError(f"{layout.results_table} is missing: run notebook 04_baseline (and any method "
+                                f"notebooks) first, e.g. python -m mvclip_utils.pipeline --config ... --only 04-07")
+    return rebuild_results_table(layout)
+
+
+def stale_results(layout: RunLayout) -> pd.DataFrame:
+    """Rows left out of results.csv, with why (read after `load_results` / `rebuild_results_table`)."""
+    if not layout.stale_results_table.exists():
+        return pd.DataFrame(columns=["method", "backbone", "file", "reason"])
+    return pd.read_csv(layout.stale_results_table)
+
+
+def comparison_table(results: pd.DataFrame, methods: list[str] | None = None) -> pd.DataFrame:
+    """The headline metrics of some methods (rows) from the results table."""
+    table = results.set_index("method")
+    if methods:
+        table = table.loc[[m for m in methods if m in table.index]]
+    return table[[c for c in HEADLINE_COLUMNS if c in table.columns]].rename(columns=HEADLINE_COLUMNS)
