@@ -6,6 +6,7 @@ import re
 import nbformat
 import pandas as pd
 import pytest
+import yaml
 
 from mvclip_utils.pipeline import discover_notebooks, parse_only
 from mvclip_utils.runs import PARAMS_DIR
@@ -63,7 +64,7 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     assert report.count("data:image/png;base64") >= 5  # counts, cameras, view grid, samples, masks
     assert "build_dataset(" not in report, "inputs must be hidden in reports"
     assert "No asset failed." in report
-    assert "failed=0" in report and report.count("rendering 10 views/object") == 1, "one coalesced progress line"
+    assert "failed=0" in report and len(re.findall("rendering 480 views", report)) == 1, "one coalesced progress line"
     for stem in ["02_backbone", "03_embed", "04_baseline", "05_object_head", "06_contrastive_head",
                  "07_autoencoder", "12_summary"]:
         html = (run_dir / "reports" / f"{stem}.html").read_text()
@@ -89,10 +90,35 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     assert 'href="reports/01_render.html"' in index and 'href="notebooks/01_render.ipynb"' in index
     assert "run_name: smoke" in index
     assert json.loads((run_dir / "pipeline.json").read_text())[0]["status"] == "ok"
-    assert (run_dir / "config.yaml").exists()
+    assert "run_name: smoke" in (run_dir / "configs" / "12_summary.yaml").read_text()
+    assert 'href="configs/04_baseline.yaml"' in index
     executed = nbformat.read(run_dir / "notebooks" / "01_render.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert str(run_dir) in injected[0].source
+    # Headline numbers say which views they cover; zero-shot with prompts pretraining never saw.
+    assert "grid views" in baseline and "Is this CLIP" in baseline
+    assert results.n_grid_views[0] == 8 and results.n_ood_views[0] == 2
+    assert results.zero_shot_accuracy_canonical_unseen_prompts.notna().all()
+    assert "unseen prompt templates" in (run_dir / "reports" / "02_backbone.html").read_text()
+
+    # The all-views control is another backbone: its own files, and the canonical model's rows
+    # are listed as stale instead of being mixed into its results table.
+    control = yaml.safe_load((PARAMS_DIR / "smoke.yaml").read_text())
+    control["backbone"]["pretrain"]["views"] = "all"
+    (tmp_path / "control.yaml").write_text(yaml.safe_dump(control))
+    result = run_module("mvclip_utils.pipeline", "--config", str(tmp_path / "control.yaml"), "--run-dir",
+                        str(run_dir), "--only", "02-04,12")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run_dir / "embeddings" / "mvclip-tiny.npz").exists() and (run_dir / "backbone" / "mvclip-tiny.pt").exists()
+    assert (run_dir / "embeddings" / "mvclip-tiny-allviews.npz").exists()
+    results = pd.read_csv(run_dir / "metrics" / "results.csv")
+    assert results.method.tolist() == ["baseline"] and "all views" in results.backbone[0]
+    stale = pd.read_csv(run_dir / "metrics" / "stale_results.csv")
+    assert sorted(stale.method) == ["autoencoder", "contrastive_head", "object_head"]
+    summary_html = (run_dir / "reports" / "12_summary.html").read_text()
+    assert "Stale rows, not merged" in summary_html
+    index = (run_dir / "index.html").read_text()
+    assert "different configs" in index
 
 
 @pytest.mark.slow
@@ -116,8 +142,13 @@ def test_failing_notebook_stops_the_run_and_is_kept(tmp_path):
     assert re.search(r"03_never</td><td[^>]*>not run</td>", index)
     assert 'href="notebooks/02_broken.ipynb"' in index and "the bad thing happened" in index
 
-    # Rerunning one notebook keeps the others' earlier lines in the index.
+    # Rerunning one notebook keeps the others' earlier lines in the index, records the config it
+    # ran with beside the others' (never overwriting theirs), and sweeps interrupted writes' temp files.
     write_notebook(notebooks, "02_broken.py", "print('mended')")
+    leftover = run_dir / "metrics" / ".results.csv.abc123.tmp"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_text("partial")
+    config = write_config(tmp_path / "cfg.yaml", {"seed": 7})
     result = run_module("mvclip_utils.pipeline", "--config", str(config), "--run-dir", str(run_dir),
                         "--notebooks-dir", str(notebooks), "--kernel", "python3", "--only", "02")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -125,6 +156,10 @@ def test_failing_notebook_stops_the_run_and_is_kept(tmp_path):
     assert re.search(r"01_fine</td><td[^>]*>ok</td>", index)
     assert re.search(r"02_broken</td><td[^>]*>ok</td>", index)
     assert re.search(r"03_never</td><td[^>]*>not run</td>", index)
+    assert "seed: 0" in (run_dir / "configs" / "01_fine.yaml").read_text()
+    assert "seed: 7" in (run_dir / "configs" / "02_broken.yaml").read_text()
+    assert "ran with 2 different configs" in index
+    assert not leftover.exists()
 
 
 def test_bad_config_fails_before_any_work(tmp_path):
