@@ -74,7 +74,7 @@ def rebuild_results_table(layout: RunLayout) -> pd.DataFrame:
     in stale_results.csv. Returns the current rows."""
     current = current_provenance(layout)
     rows, stale = [], []
-    for path in sorted(layout.metrics.glob("*.json")):
+    for path in layout.metrics_files():
         record = json.loads(path.read_text())
         reason = _stale_reason(record, current)
         if reason:
@@ -91,7 +91,7 @@ def rebuild_results_table(layout: RunLayout) -> pd.DataFrame:
 
 def load_results(layout: RunLayout) -> pd.DataFrame:
     """The current results table (rebuilt, so a backbone or dataset changed since is never mixed in)."""
-    if not layout.metrics.exists() or not any(layout.metrics.glob("*.json")):
+    if not layout.metrics_files():
         raise FileNotFoundError(f"{layout.results_table} is missing: run notebook 04_baseline (and any method "
                                 f"notebooks) first, e.g. python -m mvclip_utils.pipeline --config ... --only 04-07")
     return rebuild_results_table(layout)

@@ -150,6 +150,9 @@ class RunLayout:
         """One JSON per method: its metrics row and the fingerprints of what it was made from."""
         return self.metrics / f"{method}.json"
 
+    def metrics_files(self) -> list[Path]:
+        return sorted(self.metrics.glob("*.json")) if self.metrics.exists() else []
+
     def model_dir(self, method: str) -> Path:
         return self.root / "models" / method
 
@@ -167,6 +170,9 @@ class RunLayout:
     @property
     def reports(self) -> Path:
         return self.root / "reports"
+
+    def executed_notebooks(self) -> list[Path]:
+        return sorted(self.notebooks.glob("*.ipynb")) if self.notebooks.exists() else []
 
     def executed_notebook(self, stem: str) -> Path:
         return self.notebooks / f"{stem}.ipynb"

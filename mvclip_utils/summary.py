@@ -197,7 +197,7 @@ def plot_method_comparison(results: pd.DataFrame, title: str) -> plt.Figure:
 def figure_index(layout: RunLayout) -> pd.DataFrame:
     """Every figure of the run's executed notebooks: notebook, number, the section it is in, report link."""
     rows = []
-    for path in sorted(layout.notebooks.glob("*.ipynb")):
+    for path in layout.executed_notebooks():
         notebook = nbformat.read(path, as_version=4)
         section, count = "", 0
         for cell in notebook.cells:
@@ -208,7 +208,7 @@ def figure_index(layout: RunLayout) -> pd.DataFrame:
                 if "image/png" in output.get("data", {}):
                     count += 1
                     rows.append({"notebook": path.stem, "figure": count, "section": section,
-                                 "report": f"reports/{path.stem}.html"})
+                                 "report": str(layout.report(path.stem).relative_to(layout.root))})
     return pd.DataFrame(rows, columns=["notebook", "figure", "section", "report"])
 
 
