@@ -298,7 +298,8 @@ def show_method_run(run) -> None:
                      f"{result.seconds:.1f} s; weights of step {result.best_step} kept.\n\n"
                      f"Differences from the seed code: {'; '.join(method.differences_from_seed)}."))
     display(plot_training_curves(result, f"{method.title}: training"))
-    display(Markdown("## Against the frozen backbone (test objects)"))
+    display(Markdown("## Against the frozen backbone (test objects)\nSimilarities, retrieval and the zero-shot "
+                     "headline cover the grid views; the `ood` column covers the out-of-distribution views."))
     display(results.comparison_table(run.results, ["baseline", method.name]).style.format("{:.3f}"))
     if "reconstruction_l2" in run.row:
         display(Markdown(
