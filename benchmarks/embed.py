@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from mvclip_utils.backbone import Backbone, create_tiny_model, load_backbone, tiny_checkpoint
+from mvclip_utils.backbone import Backbone, create_tiny_model, load_backbone
 from mvclip_utils.config import load_config
 from mvclip_utils.dataset import load_image, load_objects, load_views
 from mvclip_utils.embed import encode_views
@@ -33,8 +33,9 @@ def main() -> None:
     if not layout.objects_table.exists():
         raise SystemExit(f"{layout.objects_table} is missing: render a run first (make run, or "
                          f"python -m mvclip_utils.pipeline --config params/smoke.yaml --only 01)")
-    if tiny_checkpoint(layout).exists():
-        backbone = load_backbone(load_config(layout.config).backbone, layout)
+    config = layout.notebook_config("02_backbone")
+    if config.exists():  # the backbone notebook 02 loaded
+        backbone = load_backbone(load_config(config).backbone, layout)
     else:
         model, _ = create_tiny_model()
         backbone = Backbone(model.eval(), None, None, torch.device("cpu"), False, "mvclip-tiny (random)", "", "")
