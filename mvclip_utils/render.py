@@ -3,11 +3,13 @@
 bpy is never imported in the notebook kernel or the parent process: it leaks memory,
 slows down as scenes accumulate and can crash on a broken asset. Each worker renders
 one object at a time (scene reset with `read_factory_settings(use_empty=True)`),
-writes every file into a per-object staging folder and moves the finished folders
-into place, then writes the object's status JSON atomically. A status file therefore
-marks an object as done: a rerun skips it; anything else is redone from scratch. A
+writes the views it was asked for into a per-object staging folder, moves each finished
+file into place, then writes the object's status JSON atomically. The status maps every
+view rendered to its fingerprint (only the settings its pixels depend on), so a config
+change rerenders just the views it changes: adding a view renders that view only. A
 worker that dies takes only its current object with it; that object is retried in a
-fresh worker and recorded as failed after `max_attempts`.
+fresh worker and recorded as failed after `max_attempts`. Workers die with the process
+that started them, so killing a run leaves no Blender process behind.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ import multiprocessing as mp
 import os
 import queue
 import shutil
+import signal
+import sys
+import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -29,7 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .config import RenderConfig
-from .runs import RunLayout, atomic_write_text
+from .runs import RunLayout, atomic_write_text, digest
 
 # Part label k is drawn in colour LABEL_LEVELS-coded RGB so that flat, unantialiased
 # Workbench renders decode back to exact labels (0 = background comes from alpha).
@@ -62,13 +67,19 @@ def decode_label_image(rgba: np.ndarray, n_labels: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class RenderJob:
-    """One object to render: a procedural spec (JSON) or a 3D file bpy can import."""
+    """One object to render: a procedural spec (JSON) or a 3D file bpy can import.
+
+    `views` maps the view ids to render to their fingerprints; `keep` holds the object's
+    earlier views that are still valid, merged with them into its status once rendered.
+    """
 
     object_id: str
     spec_json: str | None = None
     asset_path: str | None = None
     n_labels: int = 1
     fingerprint: str = ""
+    views: dict[str, str] = field(default_factory=dict)
+    keep: dict[str, str] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -239,9 +250,10 @@ class _SceneRenderer:
         bpy.ops.render.render(write_still=True)
 
     def render_object(self, job: RenderJob, staging: Path) -> dict:
+        """Render the views `job.views` names (in config order) into `staging`."""
         from PIL import Image
 
-        rng = np.random.default_rng([self.seed, _stable_hash(job.object_id)])
+        rng = np.random.default_rng([self.seed, _stable_hash(job.object_id)])  # light jitter: per object
         self.reset()
         meshes = self.build_procedural(job.spec_json) if job.spec_json else self.import_asset(job.asset_path)
         norm = self.normalise(meshes)
@@ -249,9 +261,10 @@ class _SceneRenderer:
         image_dir, mask_dir, raw_dir = staging / "images", staging / "masks", staging / "raw"
         for d in (image_dir, mask_dir, raw_dir):
             d.mkdir(parents=True, exist_ok=True)
-        backgrounds = (np.full((len(self.views), 3), 255.0) if self.cfg.background == "white"
-                       else rng.uniform(0, 255, size=(len(self.views), 3)))
-        for view, bg in zip(self.views, backgrounds):
+        views = [v for v in self.views if v["view_id"] in job.views]
+        for view in views:
+            bg = (255.0 if self.cfg.background == "white"
+                  else background_colour(self.seed, job.object_id, view["view_id"]))
             raw = raw_dir / f"{view['view_id']}.png"
             self._render_to(raw, view["camera_to_world"])
             rgba = np.asarray(Image.open(raw), dtype=np.float32)
@@ -259,7 +272,7 @@ class _SceneRenderer:
             rgb = rgba[..., :3] * alpha + bg * (1 - alpha)
             Image.fromarray(np.round(rgb).astype(np.uint8)).save(image_dir / f"{view['view_id']}.png")
         self._mask_display()
-        for view in self.views:
+        for view in views:
             raw = raw_dir / f"{view['view_id']}.png"
             self._render_to(raw, view["camera_to_world"])
             labels = decode_label_image(np.asarray(Image.open(raw)), job.n_labels)
@@ -306,21 +319,51 @@ def _stable_hash(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
 
 
+def background_colour(seed: int, object_id: str, view_id: str) -> np.ndarray:
+    """A view's random background (RGB 0..255), from its own rng: the same whichever other views exist."""
+    return np.random.default_rng([seed, _stable_hash(object_id), _stable_hash(view_id)]).uniform(0, 255, size=3)
+
+
+def read_status(layout: RunLayout, object_id: str) -> dict | None:
+    """An object's status record, None if it has none (or an unreadable one: then it is redone)."""
+    try:
+        return json.loads(layout.status_path(object_id).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _commit_object(layout: RunLayout, job: RenderJob, staging: Path, record: dict) -> None:
-    """Move the finished folders into place, then write the status that marks the object done."""
+    """Move each finished image and mask into place, then write the status that records them.
+
+    The status first stops vouching for the files about to be replaced, so a run killed
+    mid-move never leaves a status whose fingerprint belongs to another file's pixels.
+    """
+    earlier = read_status(layout, job.object_id)
+    if earlier is not None and earlier.get("views", {}).keys() - job.keep.keys():
+        atomic_write_text(layout.status_path(job.object_id), json.dumps({**earlier, "views": job.keep}))
     for src, dst in ((staging / "images", layout.image_dir(job.object_id)),
                      (staging / "masks", layout.mask_dir(job.object_id))):
-        if dst.exists():
-            shutil.rmtree(dst)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(src, dst)
+        dst.mkdir(parents=True, exist_ok=True)
+        for view_id in job.views:
+            os.replace(src / f"{view_id}.png", dst / f"{view_id}.png")
     shutil.rmtree(staging, ignore_errors=True)
     write_status(layout, job, record)
 
 
+def _discard_views(layout: RunLayout, job: RenderJob) -> None:
+    """After a failure is recorded, remove whatever of `job.views` an attempt moved into place."""
+    for folder in (layout.image_dir(job.object_id), layout.mask_dir(job.object_id)):
+        for view_id in job.views:
+            (folder / f"{view_id}.png").unlink(missing_ok=True)
+        if folder.exists() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
 def write_status(layout: RunLayout, job: RenderJob, record: dict) -> None:
-    atomic_write_text(layout.status_path(job.object_id),
-                      json.dumps({"object_id": job.object_id, "fingerprint": job.fingerprint, **record}))
+    """An ok record carries `views` {view_id: fingerprint}; a failed one the object's `fingerprint`
+    (and the earlier views it keeps)."""
+    extra = {"fingerprint": job.fingerprint, "views": job.keep} if record["status"] == "failed" else {}
+    atomic_write_text(layout.status_path(job.object_id), json.dumps({"object_id": job.object_id, **extra, **record}))
 
 
 def _quiet_blender(log_path: Path) -> None:
@@ -333,8 +376,34 @@ def _quiet_blender(log_path: Path) -> None:
     os.dup2(log, 2)
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """End this worker as soon as the process that started it is gone, even killed by SIGKILL.
+
+    Otherwise a killed run (or a Jupyter kernel that exits when its runner dies) leaves its
+    Blender workers (~400 MB each) idle under init for good, and with them the resource
+    tracker, which exits only once every holder of its pipe is gone. On Linux the kernel
+    sends SIGKILL (PR_SET_PDEATHSIG); a thread polling the parent pid is the portable fallback
+    and also covers a parent that died before the prctl call.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
 def _worker_main(worker_id: int, tasks: mp.Queue, results: mp.Queue, cfg: RenderConfig, views: list[dict],
-                 seed: int, run_root: str) -> None:
+                 seed: int, run_root: str, parent_pid: int) -> None:
+    _die_with_parent(parent_pid)
     layout = RunLayout(Path(run_root))
     _quiet_blender(layout.render_logs / f"worker-{os.getpid()}.log")
     renderer = _SceneRenderer(cfg, views, seed)
@@ -349,17 +418,19 @@ def _worker_main(worker_id: int, tasks: mp.Queue, results: mp.Queue, cfg: Render
         start = time.perf_counter()
         try:
             info = renderer.render_object(job, staging)
-            record = {"status": "ok", "reason": "", "seconds": time.perf_counter() - start,
-                      "n_views": len(views), **info}
+            record = {"status": "ok", "views": {**job.keep, **job.views}, "reason": "",
+                      "seconds": time.perf_counter() - start, "n_rendered": len(job.views), **info}
             _commit_object(layout, job, staging, record)
         except Exception as exc:  # a broken asset is recorded and the run goes on
             shutil.rmtree(staging, ignore_errors=True)
             record = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}".strip(),
                       "traceback": traceback.format_exc(limit=5), "seconds": time.perf_counter() - start}
             write_status(layout, job, record)
+            _discard_views(layout, job)
         done += 1
         retire = done >= cfg.objects_per_worker
-        results.put((worker_id, job.object_id, record["status"], retire))
+        images = len(job.views) if record["status"] == "ok" else 0
+        results.put((worker_id, job.object_id, record["status"], images, retire))
         if retire:
             return
 
@@ -380,48 +451,72 @@ class RenderSummary:
         return self.images / self.seconds if self.seconds > 0 else float("nan")
 
 
-def render_fingerprint(job: RenderJob, cfg: RenderConfig, views: list[dict], seed: int) -> str:
-    """What the pixels of an object depend on; a finished object whose fingerprint differs is redone."""
-    import hashlib
+def image_settings(cfg: RenderConfig, seed: int) -> dict:
+    """The settings every pixel of every view depends on: not the worker counts, and the
+    Cycles sample count only when Cycles renders."""
+    settings = {"seed": seed, "engine": cfg.engine, "resolution": cfg.resolution, "fov_deg": cfg.fov_deg,
+                "background": cfg.background, "light_jitter": cfg.light_jitter}
+    if cfg.engine == "cycles":
+        settings["cycles_samples"] = cfg.cycles_samples
+    return settings
 
-    settings = {k: v for k, v in asdict(cfg).items() if k not in ("workers", "objects_per_worker", "max_attempts")}
-    payload = json.dumps([settings, views, seed, job.spec_json, job.asset_path], sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+def render_fingerprint(job: RenderJob, cfg: RenderConfig, seed: int) -> str:
+    """The object-level fingerprint (its geometry and the image settings): what a failure is recorded for."""
+    return digest([image_settings(cfg, seed), job.spec_json, job.asset_path])
 
 
-def _is_finished(layout: RunLayout, job: RenderJob) -> bool:
-    path = layout.status_path(job.object_id)
-    if not path.exists():
-        return False
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    # A crashed worker may be bad luck rather than a bad asset: try such objects again on a rerun.
-    return record.get("fingerprint") == job.fingerprint and not record.get("retry_on_rerun", False)
+def view_fingerprints(object_fingerprint: str, views: list[dict]) -> dict[str, str]:
+    """{view_id: fingerprint}: the object's fingerprint and the view's camera, nothing about other views."""
+    return {v["view_id"]: digest([object_fingerprint, v["camera_to_world"]]) for v in views}
+
+
+def sweep_stale_staging(layout: RunLayout) -> None:
+    """Remove the staging folders a killed run left behind (nothing in them was ever vouched for)."""
+    shutil.rmtree(layout.staging, ignore_errors=True)
 
 
 def pending_jobs(layout: RunLayout, jobs: Iterable[RenderJob]) -> list[RenderJob]:
-    """Jobs not finished with the same settings; their leftovers from an earlier run are removed."""
+    """The jobs with views to render, narrowed to the views missing or changed since their status.
+
+    Valid earlier views are kept (`keep`), also those no longer requested, and never deleted; a
+    failed object is skipped while its fingerprint is unchanged, unless a crashed worker (maybe
+    bad luck rather than a bad asset) marked it `retry_on_rerun`. Files of an object without a
+    status are leftovers of an interrupted first render and are removed.
+    """
     todo = []
     for job in jobs:
-        if _is_finished(layout, job):
+        record = read_status(layout, job.object_id)
+        if record is None:
+            for leftover in (layout.image_dir(job.object_id), layout.mask_dir(job.object_id)):
+                shutil.rmtree(leftover, ignore_errors=True)
+            todo.append(job)
             continue
-        layout.status_path(job.object_id).unlink(missing_ok=True)
-        for leftover in (layout.image_dir(job.object_id), layout.mask_dir(job.object_id), layout.staging / job.object_id):
-            shutil.rmtree(leftover, ignore_errors=True)
-        todo.append(job)
+        earlier = record.get("views", {})
+        missing = {v: fp for v, fp in job.views.items() if earlier.get(v) != fp}
+        if record["status"] == "ok" and not missing:
+            continue
+        if (record["status"] == "failed" and record.get("fingerprint") == job.fingerprint
+                and not record.get("retry_on_rerun", False)):
+            continue
+        todo.append(dataclasses.replace(job, views=missing,
+                                        keep={v: fp for v, fp in earlier.items() if v not in missing}))
     return todo
 
 
 def render_jobs(jobs: list[RenderJob], layout: RunLayout, cfg: RenderConfig, views: list[dict], seed: int,
                 progress: bool = True, fresh_worker_per_object: bool = False) -> RenderSummary:
-    """Render every job not finished yet with `cfg.workers` persistent worker processes.
+    """Render every view not rendered yet with these settings, with `cfg.workers` persistent worker processes.
 
     `fresh_worker_per_object` starts one process per object instead (for the benchmark).
     """
-    jobs = [dataclasses.replace(j, fingerprint=render_fingerprint(j, cfg, views, seed)) for j in jobs]
-    todo = pending_jobs(layout, jobs)
+    sweep_stale_staging(layout)
+    fingerprinted = []
+    for job in jobs:
+        fingerprint = render_fingerprint(job, cfg, seed)
+        fingerprinted.append(dataclasses.replace(job, fingerprint=fingerprint,
+                                                 views=view_fingerprints(fingerprint, views)))
+    todo = pending_jobs(layout, fingerprinted)
     skipped = len(jobs) - len(todo)
     start = time.perf_counter()
     if not todo:
@@ -438,13 +533,14 @@ def render_jobs(jobs: list[RenderJob], layout: RunLayout, cfg: RenderConfig, vie
     next_id = 0
     deaths_in_a_row = 0
     counts = {"ok": 0, "failed": 0}
+    images = 0
     n_workers = min(cfg.workers, len(todo))
 
     def start_worker() -> None:
         nonlocal next_id
         tasks = ctx.Queue()
-        proc = ctx.Process(target=_worker_main, args=(next_id, tasks, results, cfg, views, seed, str(layout.root)),
-                           daemon=True)
+        proc = ctx.Process(target=_worker_main, daemon=True,
+                           args=(next_id, tasks, results, cfg, views, seed, str(layout.root), os.getpid()))
         proc.start()
         workers[next_id], assigned[next_id] = (proc, tasks), None
         next_id += 1
@@ -457,8 +553,8 @@ def render_jobs(jobs: list[RenderJob], layout: RunLayout, cfg: RenderConfig, vie
             proc.kill()
         tasks.close()
 
-    bar = tqdm(total=len(todo), desc=f"rendering {len(views)} views/object", unit="obj", disable=not progress,
-               smoothing=0.1, mininterval=1.0)
+    bar = tqdm(total=len(todo), desc=f"rendering {sum(len(j.views) for j in todo)} views", unit="obj",
+               disable=not progress, smoothing=0.1, mininterval=1.0)
     try:
         for _ in range(n_workers):
             start_worker()
@@ -477,15 +573,15 @@ def render_jobs(jobs: list[RenderJob], layout: RunLayout, cfg: RenderConfig, vie
                     reports.append(results.get_nowait())
             except queue.Empty:
                 pass
-            for wid, object_id, status, retire in reports:
+            for wid, object_id, status, n_images, retire in reports:
                 if wid not in workers or assigned[wid] is None or assigned[wid].object_id != object_id:
                     continue  # a stale report from a worker already written off
                 assigned[wid] = None
                 deaths_in_a_row = 0
                 counts[status] += 1
+                images += n_images
                 bar.update(1)
-                bar.set_postfix(failed=counts["failed"],
-                                img_per_s=f"{counts['ok'] * len(views) / (time.perf_counter() - start):.0f}")
+                bar.set_postfix(failed=counts["failed"], img_per_s=f"{images / (time.perf_counter() - start):.0f}")
                 if retire:
                     stop_worker(wid)
                     if queue_of_jobs:
@@ -511,6 +607,7 @@ def render_jobs(jobs: list[RenderJob], layout: RunLayout, cfg: RenderConfig, vie
                             "reason": f"worker process died (exit code {proc.exitcode}) "
                                       f"{attempts[job.object_id]} times while rendering it"})
                         shutil.rmtree(layout.staging / job.object_id, ignore_errors=True)
+                        _discard_views(layout, job)
                         counts["failed"] += 1
                         bar.update(1)
                 if queue_of_jobs:
@@ -522,7 +619,7 @@ def render_jobs(jobs: list[RenderJob], layout: RunLayout, cfg: RenderConfig, vie
         for wid in list(workers):
             stop_worker(wid)
     seconds = time.perf_counter() - start
-    return RenderSummary(counts["ok"], counts["failed"], skipped, seconds, counts["ok"] * len(views))
+    return RenderSummary(counts["ok"], counts["failed"], skipped, seconds, images)
 
 
 def _export_worker(spec_jsons: list[str], out_dir: str) -> None:

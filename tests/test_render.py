@@ -14,6 +14,7 @@ from mvclip_utils.render import MAX_LABELS, decode_label_image, label_colour, _s
 from mvclip_utils.runs import RunLayout
 
 from conftest import make_config
+from test_render_incremental import render_run
 
 pytestmark = pytest.mark.slow
 
@@ -105,24 +106,19 @@ def test_rerun_skips_finished_objects(rendered):
     pd.testing.assert_frame_equal(again.drop(columns="render_seconds"), objects.drop(columns="render_seconds"))
 
 
-def test_changed_render_settings_redo_the_objects(tmp_path):
-    layout = RunLayout(tmp_path)
-    one = {"dataset": {"procedural": {"categories": ["mug"], "objects_per_category": 1}}}
-    build_dataset(make_config(one), layout, progress=False)
-    _, summary = build_dataset(make_config({**one, "render": {"resolution": 24}}), layout, progress=False)
-    assert summary.rendered == 1 and summary.skipped == 0
-    assert load_image(layout, "mug_0000", "el+30_az000").shape == (24, 24, 3)
-
-
 def test_random_backgrounds_and_cycles(tmp_path):
     layout = RunLayout(tmp_path)
-    cfg = make_config({"dataset": {"procedural": {"categories": ["car"], "objects_per_category": 1}},
-                       "render": {"engine": "cycles", "cycles_samples": 4, "background": "random",
-                                  "light_jitter": 1.0, "resolution": 24}})
-    objects, _ = build_dataset(cfg, layout, progress=False)
-    assert (objects.status == "ok").all(), objects.reason.tolist()
+    cfg_overrides = {"engine": "cycles", "cycles_samples": 4, "background": "random", "light_jitter": 1.0,
+                     "resolution": 24}
+    summary = render_run(make_config({"render": cfg_overrides}), layout, ["car_0000"])
+    assert summary.rendered == 1, json.loads(layout.status_path("car_0000").read_text())["reason"]
     corners = [tuple(load_image(layout, "car_0000", v)[0, 0]) for v in ["el+30_az000", "el+30_az090"]]
     assert corners[0] != corners[1] and corners[0] != (255, 255, 255)
+    # A view's background is drawn for that view alone: the same without the other views.
+    alone = RunLayout(tmp_path / "alone")
+    render_run(make_config({"render": {**cfg_overrides, "azimuths": 2, "elevations_deg": [30], "ood_views": []}}),
+               alone, ["car_0000"])
+    assert tuple(load_image(alone, "car_0000", "el+30_az000")[0, 0]) == corners[0]
     mask = load_mask(layout, "car_0000", "el+30_az090")
     assert {0, 1, 2, 3} <= set(np.unique(mask)) <= {0, 1, 2, 3, 4}  # body, cabin, wheels (+ headlights)
 

@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mvclip_utils.config import load_config
-from mvclip_utils.dataset import build_dataset
+from mvclip_utils.cameras import views_table
+from mvclip_utils.config import RunConfig, load_config
+from mvclip_utils.dataset import build_dataset, source_manifest
+from mvclip_utils.render import render_fingerprint, view_fingerprints
 from mvclip_utils.runs import RunLayout
 
 from conftest import REPO, write_config
@@ -146,3 +148,61 @@ def test_workers_that_always_die_stop_the_run_with_a_pointer_to_the_logs(tmp_pat
     assert "render_logs" in result.stderr
     statuses = list((tmp_path / "run" / "dataset" / "status").glob("*.json"))
     assert all(json.loads(p.read_text())["retry_on_rerun"] for p in statuses)  # nothing marked as a bad asset
+
+
+
+def view_records(cfg: RunConfig) -> list[dict]:
+    """The views as `build_dataset` hands them to `render_jobs`."""
+    return [{"view_id": r.view_id, "camera_to_world": r.camera_to_world} for r in views_table(cfg.render).itertuples()]
+
+
+def resolution_by_fingerprint(*configs: Path) -> dict[str, int]:
+    """{view fingerprint: resolution} of every view of every object of these configs."""
+    out = {}
+    for config in configs:
+        cfg = load_config(config)
+        for job in source_manifest(cfg)[1]:
+            for fp in view_fingerprints(render_fingerprint(job, cfg.render, cfg.seed), view_records(cfg)).values():
+                out[fp] = cfg.render.resolution
+    return out
+
+
+def vouched_resolutions(layout: RunLayout, resolution_of: dict[str, int], check_files: bool) -> dict[str, set[int]]:
+    """Per object, the resolutions its status vouches for; with `check_files`, asserts that every
+    file it vouches for has that resolution (only once no run is writing)."""
+    out = {}
+    for path in layout.render_status.glob("*.json"):
+        vouched = json.loads(path.read_text()).get("views", {})
+        out[path.stem] = {resolution_of[fp] for fp in vouched.values()}
+        for view_id, fp in vouched.items() if check_files else ():
+            size = (resolution_of[fp],) * 2
+            assert Image.open(layout.image_path(path.stem, view_id)).size == size, (path.stem, view_id)
+            assert Image.open(layout.mask_path(path.stem, view_id)).size == size, (path.stem, view_id)
+    return out
+
+
+def test_a_killed_rerender_never_leaves_a_status_vouching_for_a_replaced_file(tmp_path):
+    # A resolution change replaces every file of every object in place: a run killed
+    # meanwhile leaves each status vouching only for files that match its fingerprints.
+    config = write_config(tmp_path / "cfg.yaml", LONGER)
+    smaller = write_config(tmp_path / "smaller.yaml", {**LONGER, "render": {**LONGER["render"], "resolution": 40}})
+    resolution_of = resolution_by_fingerprint(config, smaller)
+    layout = RunLayout(tmp_path / "run")
+    build_dataset(load_config(config), layout, progress=False)
+    proc = start_build(smaller, layout.root)
+    deadline = time.time() + 120
+    while sum(res == {40} for res in vouched_resolutions(layout, resolution_of, False).values()) < 4:
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = [oid for oid, res in vouched_resolutions(layout, resolution_of, True).items() if res == {40}]
+    assert 4 <= len(done) < 24, "the run must have been interrupted mid-way"
+
+    objects, summary = build_dataset(load_config(smaller), layout, progress=False)
+    assert summary.skipped == len(done) and summary.rendered == 24 - len(done)
+    assert summary.images == (24 - len(done)) * N_VIEWS
+    final = vouched_resolutions(layout, resolution_of, True)
+    assert len(final) == 24 and all(res == {40} for res in final.values())
+    assert (objects.status == "ok").all()
+    assert_no_partial_files(layout, N_VIEWS)
