@@ -121,6 +121,9 @@ def pretrain_tiny_clip(cfg: RunConfig, layout: RunLayout, progress: bool = True)
     torch.set_num_threads(threads)
     try:
         model, _ = create_tiny_model()
+        if p.logit_scale > 0:  # fixed, as real CLIP ends its training (see PretrainConfig.logit_scale)
+            model.logit_scale.data.fill_(float(np.log(p.logit_scale)))
+            model.logit_scale.requires_grad_(False)
         tokenizer = CaptionTokenizer.from_texts(vocabulary_texts(cfg, layout), model.vocab_size,
                                                 model.context_length)
         # Every (object, template) caption tokenized once: [N, T, context], and the bare
