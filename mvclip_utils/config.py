@@ -443,6 +443,13 @@ def _check_splits(cfg: RunConfig) -> None:
                    else "every reported number is measured on it")
             _fail(f"dataset.splits.{name}", f"expected a fraction in (0, 1) ({why}), got {fractions[name]}")
     needed = needed_splits(cfg)
+    objaverse = cfg.dataset.objaverse
+    if cfg.dataset.source == "objaverse" and objaverse.lvis_categories == "auto":
+        least = min_objects_per_category(splits, needed)
+        if objaverse.lvis_min_objects < least:  # else a small category fails the split check after rendering
+            _fail("dataset.objaverse.lvis_min_objects",
+                  f"{objaverse.lvis_min_objects} objects per LVIS category leave a split empty with fractions "
+                  f"{fractions}; expected at least {least}")
     if cfg.dataset.source == "procedural":
         per_category = cfg.dataset.procedural.objects_per_category
         sizes = splits.sizes(per_category)

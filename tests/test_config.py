@@ -141,6 +141,10 @@ def test_dump_and_load_round_trip(tmp_path):
     ({"dataset": {"procedural": {"categories": ["mug"]}}}, "dataset.procedural.categories: expected at least 2"),
     ({"dataset": {"objaverse": {"lvis_categories": ["mug"]}}}, "dataset.objaverse.lvis_categories: expected at least 2"),
     ({"dataset": {"objaverse": {"lvis_categories": "some"}}}, "dataset.objaverse.lvis_categories: expected one of 'auto' or a list"),
+    ({"dataset": {"source": "objaverse", "objaverse": {"lvis_min_objects": 5},
+                  "splits": {"pretrain": 0.0, "train": 0.7, "val": 0.1, "test": 0.2}},
+      "backbone": {"model": "ViT-B-32", "pretrained": "openai"}},
+     "dataset.objaverse.lvis_min_objects: 5 objects per LVIS category leave a split empty"),
     ({"backbone": {"pretrain": {"canonical_view": "el+40_az031"}}},
      "backbone.pretrain.canonical_view: 'el+40_az031' is not a view"),
 ])
