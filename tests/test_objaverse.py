@@ -189,7 +189,7 @@ def test_empty_cache_offline_says_where_the_cache_is_and_how_to_fill_it(tmp_path
 @pytest.mark.slow
 def test_objaverse_run_renders_real_glbs_and_records_a_corrupt_one(tmp_path):
     # Three mugs and three bottles (two LVIS categories, one object of each per split) and a
-    # corrupt can; the car is not food-drink.
+    # corrupt fourth mug; the car is not food-drink.
     specs = {uid: make_object(category, index, 0) for category, uids in [("mug", MUGS), ("bottle", BOTTLES[:3])]
              for index, uid in enumerate(uids)}
     specs["ccc333"] = make_object("car", 0, 0)
@@ -198,11 +198,12 @@ def test_objaverse_run_renders_real_glbs_and_records_a_corrupt_one(tmp_path):
     glbs["ddd444"].write_bytes(b"glTF\x02\x00\x00\x00" + bytes(range(256)) * 4)
     home = tmp_path / "home"
     write_local_cache(home, {uid: (glb, ANNOTATIONS[uid]) for uid, glb in glbs.items()},
-                      lvis={"mug": MUGS, "bottle": BOTTLES[:3], "can": ["ddd444"], "car_(automobile)": ["ccc333"]})
+                      # The corrupt asset is a fourth mug: failing, it must not take one of the mugs' split places.
+                      lvis={"mug": MUGS + ["ddd444"], "bottle": BOTTLES[:3], "car_(automobile)": ["ccc333"]})
     config = write_config(tmp_path / "cfg.yaml", {
         "run_name": "objaverse_test",
         "dataset": {"source": "objaverse", "objaverse": {"download_processes": 4,
-                                                             "lvis_categories": ["mug", "bottle", "can"]},
+                                                             "lvis_categories": ["mug", "bottle"]},
                     "splits": {"pretrain": 0.0, "train": 0.34, "val": 0.33, "test": 0.33}},
         # The real study's backbone (not pretrained here, so no pretrain split); 01 never loads it.
         "backbone": {"model": "ViT-B-32", "pretrained": "openai"}})
