@@ -108,12 +108,20 @@ def build_dataset(cfg: RunConfig, layout: RunLayout, progress: bool = True) -> t
     objects.loc[status.index, ["status", "reason"]] = status[["status", "reason"]]
     objects["render_seconds"] = status.render_seconds.reindex(objects.index)
     objects = objects.reset_index()
-    ok = (objects.status == "ok").to_numpy()
-    objects.loc[ok, "split"] = assign_splits(objects.category[ok].reset_index(drop=True), cfg.dataset.splits,
-                                             cfg.seed)
+    objects = split_rendered(objects, cfg.dataset.splits, cfg.seed)
     atomic_write_parquet(objects, layout.objects_table)
     check_split_sizes(cfg, objects)
     return objects, summary
+
+
+def split_rendered(objects: pd.DataFrame, fractions: SplitConfig, seed: int) -> pd.DataFrame:
+    """Splits drawn among the objects that rendered (status ok); the others get no split, so a
+    broken asset never takes the place of a good one."""
+    objects = objects.copy()
+    ok = (objects.status == "ok").to_numpy()
+    objects["split"] = ""
+    objects.loc[ok, "split"] = assign_splits(objects.category[ok].reset_index(drop=True), fractions, seed)
+    return objects
 
 
 def check_split_sizes(cfg: RunConfig, objects: pd.DataFrame) -> None:

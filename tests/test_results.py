@@ -87,3 +87,4 @@ def test_a_backbone_record_of_another_dataset_is_refused(tmp_path):
                                                "identity": f"mvclip-tiny|{file_digest(layout.backbone / 'mvclip-tiny.pt')}",
                                                "dataset_fingerprint": dataset_fingerprint(layout)})
     assert read_backbone_record(layout)["slug"] == "mvclip-tiny"
+
