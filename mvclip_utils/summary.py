@@ -39,14 +39,12 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
     their object's grid views; reconstruction where there is one."""
     results = results.set_index("method")
     table = pd.DataFrame(index=results.index)
-    table["same-object"] = _mean_std(results, "same_object")
-    table["cross-object"] = _mean_std(results, "cross_object")
-    table["text-image"] = _mean_std(results, "text_image")
-    table["view mAP"] = results.view_retrieval_mAP.map("{:.3f}".format)
-    for kind in ("canonical", "other_grid", "ood"):
-        column = f"zero_shot_accuracy_{kind}"
+    for metric in ("same_object", "cross_object", "text_image"):
+        table[HEADLINE_COLUMNS[f"{metric}_mean"]] = _mean_std(results, metric)
+    for column in ("view_retrieval_mAP", "zero_shot_accuracy_canonical", "zero_shot_accuracy_other_grid",
+                   "zero_shot_accuracy_ood"):
         if column in results:
-            table[f"zero-shot {kind.replace('_', ' ')}"] = results[column].map("{:.3f}".format)
+            table[HEADLINE_COLUMNS[column]] = results[column].map("{:.3f}".format)
     if "zero_shot_accuracy_canonical_unseen_prompts" in results:
         table["zero-shot canonical, unseen prompts"] = results.zero_shot_accuracy_canonical_unseen_prompts.map(
             "{:.3f}".format)
