@@ -74,6 +74,42 @@ def clip_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
+def knn_weighted_anchor(image: torch.Tensor, neighbours: int = 5, eps: float = 1e-8) -> torch.Tensor:
+    """OVT's anchor: a weighted centroid of each object's views [N, V, D] -> [N, D] (normalised).
+
+    A view's weight is the inverse of its mean cosine distance to its `neighbours` nearest
+    other views, so views in a dense cluster count more than isolated ones (the paper: "a
+    weighted centroid, where weights are determined by nearest neighbour distances"). The
+    public code weighted by the inverse mean *similarity*, which favours the outliers; this
+    follows the paper's words.
+    """
+    z = F.normalize(image, dim=-1)
+    n, v, _ = z.shape
+    k = max(1, min(neighbours, v - 1))
+    sims = (z @ z.transpose(1, 2)).masked_fill(torch.eye(v, dtype=torch.bool, device=z.device), float("-inf"))
+    distance = (1 - sims.topk(k, dim=-1).values).mean(-1)  # [N, V]
+    weights = 1 / (distance + eps)
+    weights = weights / weights.sum(1, keepdim=True)
+    return F.normalize((weights[..., None] * z).sum(1), dim=-1)
+
+
+def outlier_views(image: torch.Tensor, anchor: torch.Tensor, k: int) -> torch.Tensor:
+    """[N, k] indices of each object's k views farthest (in cosine distance) from its anchor:
+    OVT's maximisation step picks them before each epoch."""
+    sims = torch.einsum("nvd,nd->nv", F.normalize(image, dim=-1), F.normalize(anchor, dim=-1))
+    return sims.topk(min(k, image.shape[1]), dim=1, largest=False).indices
+
+
+def view_consistency_loss(image: torch.Tensor, anchor: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
+    """OVT's minimisation step on the outlier views [B, D] and their objects' anchors [B, D]:
+    max(d(z, anchor) + m, 0) with d the cosine distance, averaged over the non-zero terms (as
+    the public code). With m >= 0 the margin only shifts the loss; a negative m stops pulling
+    views already within |m| of their anchor."""
+    terms = F.relu(1 - F.cosine_similarity(image, anchor, dim=-1) + margin)
+    active = (terms > 0).sum()
+    return terms.sum() / active.clamp_min(1)
+
+
 def autoencoder_loss(original: torch.Tensor, reconstruction: torch.Tensor, vi_codes: torch.Tensor,
                      reconstruction_weight: float = 1.0, similarity_weight: float = 1.0,
                      dissimilarity_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -136,3 +172,12 @@ def multi_positive_infonce_loop(image: torch.Tensor, text: torch.Tensor, tempera
             terms = [anchor @ groups[i, q] / temperature - denominator for q in range(g) if q != p]
             losses.append(-torch.stack(terms).mean())
     return torch.stack(losses).mean()
+
+
+def view_consistency_loss_loop(image: torch.Tensor, anchor: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
+    terms = []
+    for z, a in zip(image, anchor):
+        d = 1 - (z @ a) / (z.norm() * a.norm())
+        terms.append(torch.clamp(d + margin, min=0))
+    nonzero = [t for t in terms if t > 0]
+    return torch.stack(nonzero).mean() if nonzero else image.new_zeros(())

@@ -66,3 +66,27 @@ def test_clip_loss_matches_open_clip_and_masks_identical_captions():
             for i in range(6)]
     expected = (torch.stack(rows).mean() + torch.stack(cols).mean()) / 2
     torch.testing.assert_close(losses.clip_loss(image, text, scale, same), expected)
+
+
+def test_knn_anchor_and_outliers_pick_the_farthest_views():
+    # One object: four views clustered around e0 and one outlier along e1.
+    views = torch.tensor([[1.0, 0.05, 0], [1.0, -0.05, 0], [1.0, 0, 0.05], [1.0, 0, -0.05], [0.2, 1.0, 0]])[None]
+    anchor = losses.knn_weighted_anchor(views, neighbours=2)
+    plain = F.normalize(F.normalize(views, dim=-1).mean(1), dim=-1)
+    # The dense cluster outweighs the outlier: the anchor is closer to e0 than the plain mean.
+    assert anchor[0, 0] > plain[0, 0] > 0 and abs(float(anchor.norm()) - 1) < 1e-6
+    assert losses.outlier_views(views, anchor, 1).tolist() == [[4]]
+    assert sorted(losses.outlier_views(views, anchor, 2)[0].tolist())[-1] == 4
+    # Two objects at once, vectorised, each its own anchor.
+    two = torch.cat([views, views[:, [4, 0, 1, 2, 3]].roll(1, dims=-1)])
+    idx = losses.outlier_views(two, losses.knn_weighted_anchor(two, 2), 1)
+    assert idx[0, 0] == 4 and idx[1, 0] == 0
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.3, -0.2])
+def test_view_consistency_loss_equals_loop_reference(margin):
+    g = torch.Generator().manual_seed(1)
+    image, anchor = torch.randn(9, 8, generator=g), torch.randn(9, 8, generator=g)
+    torch.testing.assert_close(losses.view_consistency_loss(image, anchor, margin),
+                               losses.view_consistency_loss_loop(image, anchor, margin))
+    assert float(losses.view_consistency_loss(anchor, anchor, -0.1)) == 0.0  # within the margin: no pull
