@@ -111,18 +111,37 @@ class Backbone:
         return uint8_to_input(self.model, images)
 
 
+@dataclass(frozen=True)
+class InputTransform:
+    """uint8 [..., H, W, 3] -> normalised float [..., 3, S, S] at a model's input size: the tensor
+    path of open_clip's eval transform for square renders (resize, then the model's mean/std).
+    Plain data, so DataLoader workers can apply it without a copy of the model."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @classmethod
+    def for_model(cls, model: torch.nn.Module) -> "InputTransform":
+        size = model.visual.image_size
+        size = size[0] if isinstance(size, (tuple, list)) else int(size)
+        cfg = getattr(model.visual, "preprocess_cfg", None) or {}
+        return cls(size, tuple(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)),
+                   tuple(cfg.get("std", open_clip.OPENAI_DATASET_STD)))
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        single = images.ndim == 3
+        x = (images[None] if single else images).permute(0, 3, 1, 2).float().div(255)
+        if x.shape[-2:] != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bicubic", align_corners=False,
+                              antialias=True).clamp(0, 1)
+        x = (x - torch.tensor(self.mean).view(1, 3, 1, 1)) / torch.tensor(self.std).view(1, 3, 1, 1)
+        return x[0] if single else x
+
+
 def uint8_to_input(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """uint8 [B, H, W, 3] -> normalised float [B, 3, S, S] at the model's input size (the tensor path
-    of open_clip's eval transform for square renders: resize, then the model's mean/std)."""
-    size = model.visual.image_size
-    size = size[0] if isinstance(size, (tuple, list)) else int(size)
-    x = images.permute(0, 3, 1, 2).float().div(255)
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-    cfg = getattr(model.visual, "preprocess_cfg", None) or {}
-    mean = torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD)).view(1, 3, 1, 1)
-    return (x - mean) / std
+    """uint8 [B, H, W, 3] -> the model's normalised input [B, 3, S, S] (`InputTransform`)."""
+    return InputTransform.for_model(model)(images)
 
 
 def resolve_device(setting: str = "auto") -> torch.device:

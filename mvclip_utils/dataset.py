@@ -12,7 +12,7 @@ import argparse
 import hashlib
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -231,3 +231,141 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ----------------------------------------------------------------------------- image-level data
+# For methods that train on images rather than frozen embeddings (08 OVT; 09-11 reuse it):
+# renders streamed from disk, the backbone's preprocessing, 2D-OOD corruptions on the fly.
+
+# ImageNet-C's severities 1, 3 and 5 of each corruption (Hendrycks & Dietterich 2019); blur
+# sigmas are in pixels at 224 px and scaled to the render's resolution.
+CORRUPTIONS: dict[str, tuple[float, float, float]] = {
+    "gaussian_noise": (0.08, 0.18, 0.38),  # std of the noise on [0, 1] pixels
+    "gaussian_blur": (1.0, 3.0, 6.0),  # sigma at 224 px
+    "contrast": (0.4, 0.2, 0.05),  # factor towards the image mean
+    "jpeg": (25, 15, 7),  # JPEG quality
+}
+SEVERITIES = (1, 2, 3)
+
+
+def corrupt(image: np.ndarray, kind: str, severity: int, seed: int | list[int]) -> np.ndarray:
+    """A 2D-OOD corruption of one uint8 RGB image [H, W, 3], deterministic for `seed`."""
+    if kind not in CORRUPTIONS:
+        raise ValueError(f"unknown corruption {kind!r}; expected one of {', '.join(CORRUPTIONS)}")
+    if severity not in SEVERITIES:
+        raise ValueError(f"corruption severity {severity}: expected one of {SEVERITIES}")
+    level = CORRUPTIONS[kind][severity - 1]
+    x = image.astype(np.float32) / 255
+    if kind == "gaussian_noise":
+        x = x + np.random.default_rng(seed).normal(0, level, size=x.shape).astype(np.float32)
+    elif kind == "gaussian_blur":
+        from PIL import ImageFilter
+
+        radius = level * image.shape[0] / 224
+        return np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(radius)))
+    elif kind == "contrast":
+        mean = x.mean(axis=(0, 1), keepdims=True)
+        x = (x - mean) * level + mean
+    else:  # jpeg
+        import io
+
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=int(level))
+        return np.asarray(Image.open(buffer).convert("RGB"))
+    return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class ViewItem:
+    image: "torch.Tensor"  # [3, S, S] the backbone's input
+    caption: str
+    object_index: int  # into ViewImages.objects
+    view_index: int  # into ViewImages.view_ids
+    category: int  # into ViewImages.category_names
+
+
+class ViewImages:
+    """A torch Dataset over a run's renders: item i is view i % V of object i // V, for the
+    rendered objects of `splits` and the given views, decoded from disk when asked for (Objaverse
+    at 224 px does not fit in memory) and passed through `transform` (e.g.
+    `backbone.InputTransform.for_model(model)`). With `corruption` = (kind, severity), every image
+    is corrupted on the fly, seeded by (seed, object, view) so that it is the same each epoch.
+    """
+
+    def __init__(self, layout: RunLayout, splits: list[str] | tuple[str, ...], view_ids: list[str] | None = None,
+                 transform=None, corruption: tuple[str, int] | None = None, seed: int = 0):
+        objects = load_objects(layout)
+        self.objects = objects[(objects.status == "ok") & objects.split.isin(splits)].reset_index(drop=True)
+        if not len(self.objects):
+            raise ValueError(f"no rendered objects in split(s) {list(splits)}: check dataset.splits or run 01_render")
+        views = load_views(layout)
+        self.view_ids = list(view_ids) if view_ids is not None else views.view_id.tolist()
+        unknown = sorted(set(self.view_ids) - set(views.view_id))
+        if unknown:
+            raise ValueError(f"views {unknown[:5]} are not views of this dataset")
+        self.category_names = sorted(load_objects(layout).query("status == 'ok'").category.unique())
+        self.categories = np.searchsorted(self.category_names, self.objects.category.to_numpy())
+        if corruption is not None:
+            corrupt(np.zeros((8, 8, 3), np.uint8), *corruption, seed=0)  # fails now on an unknown kind/severity
+        self.layout, self.transform, self.corruption, self.seed = layout, transform, corruption, seed
+
+    @property
+    def n_objects(self) -> int:
+        return len(self.objects)
+
+    @property
+    def n_views(self) -> int:
+        return len(self.view_ids)
+
+    def __len__(self) -> int:
+        return self.n_objects * self.n_views
+
+    def index(self, object_index: int, view_index: int) -> int:
+        return object_index * self.n_views + view_index
+
+    def __getitem__(self, i: int) -> ViewItem:
+        import torch
+
+        o, v = divmod(int(i), self.n_views)
+        image = load_image(self.layout, self.objects.object_id[o], self.view_ids[v])
+        if self.corruption is not None:
+            image = corrupt(image, *self.corruption, seed=[self.seed, o, v])
+        tensor = torch.from_numpy(np.ascontiguousarray(image))
+        return ViewItem(self.transform(tensor) if self.transform else tensor, self.objects.caption[o], o, v,
+                        int(self.categories[o]))
+
+
+def collate_views(items: list[ViewItem]) -> ViewItem:
+    """A batch of ViewItems as one ViewItem of stacked tensors (for DataLoader(collate_fn=...))."""
+    import torch
+
+    return ViewItem(torch.stack([it.image for it in items]), [it.caption for it in items],
+                    torch.tensor([it.object_index for it in items]), torch.tensor([it.view_index for it in items]),
+                    torch.tensor([it.category for it in items]))
+
+
+class ObjectViewBatches:
+    """Batch sampler: P distinct objects x K distinct views per batch (indices into a ViewImages),
+    epochs over the objects in a seeded order; `set_epoch` changes the order as DistributedSampler does."""
+
+    def __init__(self, n_objects: int, n_views: int, objects_per_batch: int, views_per_object: int, seed: int = 0,
+                 drop_last: bool = True):
+        if views_per_object > n_views:
+            raise ValueError(f"{views_per_object} views per object asked, the dataset has {n_views}")
+        self.n_objects, self.n_views = n_objects, n_views
+        self.p, self.k = min(objects_per_batch, n_objects), views_per_object
+        self.seed, self.epoch, self.drop_last = seed, 0, drop_last
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n_objects // self.p if self.drop_last else -(-self.n_objects // self.p)
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(self.n_objects)
+        views = rng.random((self.n_objects, self.n_views)).argsort(1)[:, : self.k]  # K distinct views each
+        for start in range(0, len(self) * self.p, self.p):
+            objects = order[start: start + self.p]
+            yield (objects[:, None] * self.n_views + views[objects]).ravel().tolist()

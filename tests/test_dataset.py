@@ -1,6 +1,15 @@
-"""Splits of the rendered dataset."""
+"""Splits of the rendered dataset, image-level data, corruptions."""
 
+import numpy as np
 import pandas as pd
+import pytest
+import torch
+
+from mvclip_utils.dataset import (CORRUPTIONS, SEVERITIES, ObjectViewBatches, ViewImages, build_dataset, collate_views,
+                                  corrupt)
+from mvclip_utils.runs import RunLayout
+
+from conftest import make_config
 
 
 def test_failed_objects_take_no_split_place():
@@ -16,3 +25,70 @@ def test_failed_objects_take_no_split_place():
         assert split["m1"] == ""
         ok = split.drop("m1")
         assert sorted(ok[ok.index.str.startswith("m")]) == ["test", "train", "val"]  # one of each, whatever the seed
+
+
+
+def test_corruptions_are_deterministic_and_grow_with_severity():
+    rng = np.random.default_rng(0)
+    image = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
+    image[8:24, 8:24] = 30  # some structure for blur and JPEG to destroy
+    for kind in CORRUPTIONS:
+        errors = []
+        for severity in SEVERITIES:
+            a, b = corrupt(image, kind, severity, seed=[1, 2]), corrupt(image, kind, severity, seed=[1, 2])
+            assert a.dtype == np.uint8 and a.shape == image.shape
+            np.testing.assert_array_equal(a, b)
+            errors.append(float(((a.astype(float) - image) ** 2).mean()))
+        assert 0 < errors[0] < errors[1] < errors[2], (kind, errors)
+    noise = [corrupt(image, "gaussian_noise", 2, seed=s) for s in (1, 2)]
+    assert not np.array_equal(*noise)
+    with pytest.raises(ValueError, match="unknown corruption 'fog'"):
+        corrupt(image, "fog", 1, 0)
+    with pytest.raises(ValueError, match="severity 4"):
+        corrupt(image, "jpeg", 4, 0)
+
+
+def test_object_view_batches_draw_p_objects_times_k_distinct_views():
+    sampler = ObjectViewBatches(n_objects=10, n_views=6, objects_per_batch=4, views_per_object=3, seed=0)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 2
+    for batch in batches:
+        objects, views = np.divmod(np.array(batch), 6)
+        assert len(set(objects)) == 4 and len(batch) == 12
+        for o in set(objects):
+            assert len(set(views[objects == o])) == 3
+    assert list(sampler) == batches  # seeded
+    sampler.set_epoch(1)
+    assert list(sampler) != batches
+    with pytest.raises(ValueError, match="7 views per object"):
+        ObjectViewBatches(10, 6, 4, 7)
+
+
+@pytest.mark.slow
+def test_view_images_stream_renders_with_the_backbone_transform(tmp_path):
+    from mvclip_utils.backbone import InputTransform, create_tiny_model
+    from mvclip_utils.dataset import load_image
+
+    layout = RunLayout(tmp_path)
+    build_dataset(make_config(), layout, progress=False)
+    model, _ = create_tiny_model()
+    transform = InputTransform.for_model(model)
+    data = ViewImages(layout, ["test"], ["el+30_az000", "el+10_az090"], transform)
+    assert data.n_objects == 3 and len(data) == 6 and data.category_names == ["bottle", "car", "mug"]
+    item = data[data.index(1, 1)]
+    assert item.image.shape == (3, 64, 64) and (item.object_index, item.view_index) == (1, 1)
+    expected = transform(torch.from_numpy(load_image(layout, data.objects.object_id[1], "el+10_az090")))
+    torch.testing.assert_close(item.image, expected)
+    assert data.category_names[item.category] == data.objects.category[1] and item.caption == data.objects.caption[1]
+    batch = collate_views([data[i] for i in range(4)])
+    assert batch.image.shape == (4, 3, 64, 64) and batch.object_index.tolist() == [0, 0, 1, 1]
+    corrupted = ViewImages(layout, ["test"], ["el+30_az000"], None, corruption=("gaussian_noise", 3), seed=5)
+    clean = ViewImages(layout, ["test"], ["el+30_az000"])
+    assert not torch.equal(corrupted[0].image, clean[0].image)
+    assert torch.equal(corrupted[0].image, corrupted[0].image)  # the same every time it is read
+    loader = torch.utils.data.DataLoader(data, batch_sampler=ObjectViewBatches(3, 2, 2, 2), collate_fn=collate_views,
+                                         num_workers=1)
+    first = next(iter(loader))
+    assert first.image.shape == (4, 3, 64, 64)
+    with pytest.raises(ValueError, match="no rendered objects in split"):
+        ViewImages(layout, ["train"])
