@@ -194,6 +194,28 @@ class HeadsConfig:
 
 
 @dataclass
+class OVTConfig:
+    """Omniview-Tuning (notebook 08): LoRA + VIFormer on the image tower, ITC + lambda * VC."""
+
+    steps: int = 300
+    objects_per_batch: int = 16  # P train objects ...
+    views_per_object: int = 4  # ... x K grid views each
+    clean_per_batch: int = 32  # canonical views of pretrain objects with their captions; 0 = no clean mix
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    vc_weight: float = 1.0  # lambda; 0 = the plain multi-view fine-tune (ITC only)
+    vc_views: Literal["outliers", "all"] = "outliers"  # minimax on the top-K outliers, or VC on every view
+    outlier_views: int = 5  # K of the maximisation step
+    anchor_neighbours: int = 5  # nearest neighbours that weigh each view in the anchor
+    margin: float = 0.0  # of max(d + m, 0); the public scripts use 0.3 (a constant shift for m >= 0)
+    lora_rank: int = 8  # 0 = VIFormer only
+    viformer_layers: int = 2  # 0 = LoRA only
+    viformer_heads: int = 4
+    residual_ratio: float = 0.1
+    seed: int = 0
+
+
+@dataclass
 class PipelineConfig:
     notebook_timeout_s: int = 3600
 
@@ -207,6 +229,7 @@ class RunConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     heads: HeadsConfig = field(default_factory=HeadsConfig)
+    ovt: OVTConfig = field(default_factory=OVTConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     source_path: Optional[str] = field(default=None, metadata={"internal": True})
 
@@ -379,6 +402,19 @@ def _check_semantics(cfg: RunConfig) -> None:
                        "heads.similarity_weight": cfg.heads.similarity_weight,
                        "heads.dissimilarity_weight": cfg.heads.dissimilarity_weight}.items():
         _check_range(key, value, 0)
+    o = cfg.ovt
+    for key, value in {"ovt.steps": o.steps, "ovt.objects_per_batch": o.objects_per_batch,
+                       "ovt.views_per_object": o.views_per_object, "ovt.outlier_views": o.outlier_views,
+                       "ovt.anchor_neighbours": o.anchor_neighbours, "ovt.viformer_heads": o.viformer_heads}.items():
+        _check_range(key, value, 1, what="an integer")
+    for key, value in {"ovt.clean_per_batch": o.clean_per_batch, "ovt.weight_decay": o.weight_decay,
+                       "ovt.vc_weight": o.vc_weight, "ovt.lora_rank": o.lora_rank,
+                       "ovt.viformer_layers": o.viformer_layers}.items():
+        _check_range(key, value, 0)
+    _check_range("ovt.lr", o.lr, 1e-8, 1.0, "a learning rate")
+    _check_range("ovt.residual_ratio", o.residual_ratio, 0.0, 1.0, "a ratio")
+    if not o.lora_rank and not o.viformer_layers:
+        _fail("ovt.lora_rank", "and ovt.viformer_layers are both 0: nothing to train; set one of them")
     if cfg.heads.objects_per_batch == 1 or cfg.heads.objects_per_batch < 0:
         _fail("heads.objects_per_batch", f"expected 0 (every training object) or at least 2 (other objects are "
                                          f"the negatives), got {cfg.heads.objects_per_batch}")

@@ -345,27 +345,32 @@ def collate_views(items: list[ViewItem]) -> ViewItem:
 
 
 class ObjectViewBatches:
-    """Batch sampler: P distinct objects x K distinct views per batch (indices into a ViewImages),
-    epochs over the objects in a seeded order; `set_epoch` changes the order as DistributedSampler does."""
+    """Batch sampler: P distinct objects x K distinct views per batch (indices into a ViewImages).
 
-    def __init__(self, n_objects: int, n_views: int, objects_per_batch: int, views_per_object: int, seed: int = 0,
-                 drop_last: bool = True):
+    An epoch shows every view of every object once (V // K rounds; each round visits the
+    objects in a new seeded order with the next K of their shuffled views), as a pass over
+    all training images does; `set_epoch` reshuffles, as DistributedSampler's does.
+    """
+
+    def __init__(self, n_objects: int, n_views: int, objects_per_batch: int, views_per_object: int, seed: int = 0):
         if views_per_object > n_views:
             raise ValueError(f"{views_per_object} views per object asked, the dataset has {n_views}")
         self.n_objects, self.n_views = n_objects, n_views
         self.p, self.k = min(objects_per_batch, n_objects), views_per_object
-        self.seed, self.epoch, self.drop_last = seed, 0, drop_last
+        self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.n_objects // self.p if self.drop_last else -(-self.n_objects // self.p)
+        return (self.n_views // self.k) * (self.n_objects // self.p)
 
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(self.n_objects)
-        views = rng.random((self.n_objects, self.n_views)).argsort(1)[:, : self.k]  # K distinct views each
-        for start in range(0, len(self) * self.p, self.p):
-            objects = order[start: start + self.p]
-            yield (objects[:, None] * self.n_views + views[objects]).ravel().tolist()
+        views = rng.random((self.n_objects, self.n_views)).argsort(1)  # each object's views, shuffled
+        for r in range(self.n_views // self.k):
+            order = rng.permutation(self.n_objects)
+            chunk = views[:, r * self.k: (r + 1) * self.k]
+            for start in range(0, (self.n_objects // self.p) * self.p, self.p):
+                objects = order[start: start + self.p]
+                yield (objects[:, None] * self.n_views + chunk[objects]).ravel().tolist()

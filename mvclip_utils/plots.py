@@ -318,3 +318,41 @@ def show_method_run(run) -> None:
         method.title: metrics.zero_shot_by_view(test.image, test.category_text, test.labels, run.views),
     }, "Zero-shot accuracy per view", 1 / len(test.category_names)))
     plt.close("all")  # displayed above; do not show them twice
+
+
+def plot_ovt_training(histories: dict, title: str, window: int = 10) -> plt.Figure:
+    """ITC and VC loss per step of each tuned variant, and how much the outlier set moved per epoch."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.3))
+    smooth = lambda v: np.convolve(v, np.ones(window) / window, mode="valid") if len(v) >= window else np.asarray(v)
+    for name, h in histories.items():
+        axes[0].plot(smooth(h.itc), label=name)
+        if any(h.vc):
+            axes[1].plot(smooth(h.vc), label=name)
+        if h.outlier_drift:
+            axes[2].plot(range(1, len(h.outlier_drift) + 1), h.outlier_drift, marker=".", label=name)
+    axes[0].set(title="ITC loss", xlabel="step")
+    axes[1].set(title="view-consistency loss (outlier views)", xlabel="step")
+    axes[2].set(title="outlier set: share of views new each epoch", xlabel="epoch", ylim=(0, 1))
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_corruption_accuracy(corruptions: dict[str, pd.DataFrame], title: str, chance: float) -> plt.Figure:
+    """Zero-shot accuracy on the corrupted canonical views, per corruption and severity, one bar per model."""
+    fig, ax = plt.subplots(figsize=(11, 3.3))
+    names = list(corruptions)
+    first = corruptions[names[0]]
+    x = np.arange(len(first))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        ax.bar(x + (i - (len(names) - 1) / 2) * width, corruptions[name].accuracy, width, label=name)
+    ax.set_xticks(x, [f"{k.replace('_', ' ')}\n{s}" for k, s in zip(first.kind, first.severity)], fontsize=7)
+    ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
+    ax.set(ylabel="zero-shot accuracy", ylim=(0, 1.02), title=title)
+    ax.legend(fontsize=8, ncol=len(names) + 1)
+    fig.tight_layout()
+    return fig

@@ -159,6 +159,10 @@ class RunLayout:
     def model_weights(self, method: str) -> Path:
         return self.model_dir(method) / "model.pt"
 
+    def adapters(self, method: str) -> Path:
+        """The trainable weights of a method that tunes the backbone (LoRA, VIFormer)."""
+        return self.model_dir(method) / "adapters.pt"
+
     def training_curves(self, method: str) -> Path:
         return self.model_dir(method) / "curves.json"
 

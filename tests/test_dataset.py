@@ -51,7 +51,11 @@ def test_corruptions_are_deterministic_and_grow_with_severity():
 def test_object_view_batches_draw_p_objects_times_k_distinct_views():
     sampler = ObjectViewBatches(n_objects=10, n_views=6, objects_per_batch=4, views_per_object=3, seed=0)
     batches = list(sampler)
-    assert len(batches) == len(sampler) == 2
+    assert len(batches) == len(sampler) == 2 * 2  # 6 // 3 rounds x 10 // 4 batches
+    seen = [i for b in batches for i in b]
+    assert len(seen) == len(set(seen)) == 2 * 2 * 12  # no image twice in an epoch
+    full = ObjectViewBatches(n_objects=8, n_views=6, objects_per_batch=4, views_per_object=3, seed=0)
+    assert sorted(i for b in full for i in b) == list(range(48))  # every view of every object once
     for batch in batches:
         objects, views = np.divmod(np.array(batch), 6)
         assert len(set(objects)) == 4 and len(batch) == 12

@@ -66,16 +66,21 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     assert "No asset failed." in report
     assert "failed=0" in report and len(re.findall("rendering 480 views", report)) == 1, "one coalesced progress line"
     for stem in ["02_backbone", "03_embed", "04_baseline", "05_object_head", "06_contrastive_head",
-                 "07_autoencoder", "12_summary"]:
+                 "07_autoencoder", "08_omniview_tuning", "12_summary"]:
         html = (run_dir / "reports" / f"{stem}.html").read_text()
         assert "mvclip-tiny" in html, f"{stem} must say which backbone made its numbers"
         assert "Traceback" not in html
     baseline = (run_dir / "reports" / "04_baseline.html").read_text()
     assert baseline.count("data:image/png;base64") >= 4  # heatmaps, text-image matrix, zero-shot by view/elevation
     results = pd.read_csv(run_dir / "metrics" / "results.csv")
-    assert results.method.tolist() == ["baseline", "object_head", "contrastive_head", "autoencoder"]
+    assert results.method.tolist() == ["baseline", "object_head", "contrastive_head", "autoencoder", "itc_finetune",
+                                       "omniview_tuning"]
     assert results.backbone.str.startswith("mvclip-tiny").all()
-    assert results.reconstruction_l2.notna().tolist() == [False, False, False, True]
+    assert results.reconstruction_l2.notna().tolist() == [False, False, False, True, False, False]
+    ovt_report = (run_dir / "reports" / "08_omniview_tuning.html").read_text()
+    assert "2D-OOD" in ovt_report and "viewpoint-OOD" in ovt_report and ovt_report.count("data:image/png") >= 2
+    assert (run_dir / "models" / "omniview_tuning" / "adapters.pt").exists()
+    assert results.set_index("method").loc["omniview_tuning", "trainable_parameters"] > 0
     for method in ["object_head", "contrastive_head", "autoencoder"]:
         assert (run_dir / "models" / method / "model.pt").exists()
     summary_html = (run_dir / "reports" / "12_summary.html").read_text()
@@ -114,7 +119,8 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     results = pd.read_csv(run_dir / "metrics" / "results.csv")
     assert results.method.tolist() == ["baseline"] and "all views" in results.backbone[0]
     stale = pd.read_csv(run_dir / "metrics" / "stale_results.csv")
-    assert sorted(stale.method) == ["autoencoder", "contrastive_head", "object_head"]
+    assert sorted(stale.method) == ["autoencoder", "contrastive_head", "itc_finetune", "object_head",
+                                    "omniview_tuning"]
     summary_html = (run_dir / "reports" / "12_summary.html").read_text()
     assert "Stale rows, not merged" in summary_html
     index = (run_dir / "index.html").read_text()
