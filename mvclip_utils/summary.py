@@ -45,6 +45,8 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
                    "zero_shot_accuracy_ood"):
         if column in results:
             table[HEADLINE_COLUMNS[column]] = results[column].map("{:.3f}".format)
+    if "zero_shot_accuracy_2d_ood" in results:  # methods that tune the backbone (08)
+        table["zero-shot 2D-OOD"] = results.zero_shot_accuracy_2d_ood.map(lambda v: f"{v:.3f}" if pd.notna(v) else "")
     if "zero_shot_accuracy_canonical_unseen_prompts" in results:
         table["zero-shot canonical, unseen prompts"] = results.zero_shot_accuracy_canonical_unseen_prompts.map(
             "{:.3f}".format)
