@@ -504,6 +504,22 @@ def pending_jobs(layout: RunLayout, jobs: Iterable[RenderJob]) -> list[RenderJob
     return todo
 
 
+def drain_reports(queues: list[mp.Queue], wait_s: float = 0.5) -> list[tuple]:
+    """Every report waiting in the workers' result queues, waiting up to `wait_s` for the first."""
+    deadline = time.perf_counter() + wait_s
+    while True:
+        reports = []
+        for q in queues:
+            try:
+                while True:
+                    reports.append(q.get_nowait())
+            except (queue.Empty, OSError, ValueError):  # empty, or closed with its dead worker
+                pass
+        if reports or time.perf_counter() >= deadline:
+            return reports
+        time.sleep(0.02)
+
+
 def render_jobs(jobs: list[RenderJob], layout: RunLayout, cfg: RenderConfig, views: list[dict], seed: int,
                 progress: bool = True, fresh_worker_per_object: bool = False) -> RenderSummary:
     """Render every view not rendered yet with these settings, with `cfg.workers` persistent worker processes.
@@ -523,12 +539,13 @@ def render_jobs(jobs: list[RenderJob], layout: RunLayout, cfg: RenderConfig, vie
         return RenderSummary(0, 0, skipped, 0.0, 0)
     layout.render_status.mkdir(parents=True, exist_ok=True)
     ctx = mp.get_context("spawn")
-    results: mp.Queue = ctx.Queue()
     if fresh_worker_per_object:
         cfg = dataclasses.replace(cfg, objects_per_worker=1)
     queue_of_jobs = list(todo)
     attempts: dict[str, int] = {}
-    workers: dict[int, tuple[mp.Process, mp.Queue]] = {}
+    # Each worker has its own task and result queues: a worker killed while writing to a queue
+    # takes that queue's lock with it, and a shared queue would then block every other worker.
+    workers: dict[int, tuple[mp.Process, mp.Queue, mp.Queue]] = {}
     assigned: dict[int, RenderJob | None] = {}
     next_id = 0
     deaths_in_a_row = 0
@@ -538,20 +555,21 @@ def render_jobs(jobs: list[RenderJob], layout: RunLayout, cfg: RenderConfig, vie
 
     def start_worker() -> None:
         nonlocal next_id
-        tasks = ctx.Queue()
+        tasks, results = ctx.Queue(), ctx.Queue()
         proc = ctx.Process(target=_worker_main, daemon=True,
                            args=(next_id, tasks, results, cfg, views, seed, str(layout.root), os.getpid()))
         proc.start()
-        workers[next_id], assigned[next_id] = (proc, tasks), None
+        workers[next_id], assigned[next_id] = (proc, tasks, results), None
         next_id += 1
 
     def stop_worker(wid: int) -> None:
-        proc, tasks = workers.pop(wid)
+        proc, tasks, results = workers.pop(wid)
         assigned.pop(wid, None)
         proc.join(timeout=5)
         if proc.is_alive():
             proc.kill()
         tasks.close()
+        results.close()
 
     bar = tqdm(total=len(todo), desc=f"rendering {sum(len(j.views) for j in todo)} views", unit="obj",
                disable=not progress, smoothing=0.1, mininterval=1.0)
@@ -566,13 +584,7 @@ def render_jobs(jobs: list[RenderJob], layout: RunLayout, cfg: RenderConfig, vie
                     workers[wid][1].put(asdict(job))
             # Drain every finished result before looking for dead workers, so a worker that
             # retired (or was killed) right after reporting is not taken for a crash.
-            reports = []
-            try:
-                reports.append(results.get(timeout=0.5))
-                while True:
-                    reports.append(results.get_nowait())
-            except queue.Empty:
-                pass
+            reports = drain_reports([w[2] for w in workers.values()])
             for wid, object_id, status, n_images, retire in reports:
                 if wid not in workers or assigned[wid] is None or assigned[wid].object_id != object_id:
                     continue  # a stale report from a worker already written off
