@@ -306,6 +306,15 @@ class OVTRun:
     trainable: tuple[int, int]  # OVT's trainable and total parameters
     results: pd.DataFrame
     backbone: str
+    test: object  # embed.Embeddings of the test objects (the frozen text side: prompts, labels)
+    views: pd.DataFrame
+
+    def zero_shot_by_view(self) -> dict[str, pd.DataFrame]:
+        """Zero-shot accuracy per view of each model (metrics.zero_shot_by_view)."""
+        from .metrics import zero_shot_by_view
+
+        return {name: zero_shot_by_view(e.image.numpy(), self.test.category_text, self.test.labels, self.views)
+                for name, e in self.evaluations.items()}
 
 
 def paper_table(run: OVTRun) -> pd.DataFrame:
@@ -340,7 +349,9 @@ def run_ovt(cfg: RunConfig, layout, progress: bool = True) -> OVTRun:
                               train_seconds=history.seconds, train_steps=len(history.itc), epochs=history.epochs)
         results = write_result(layout, method, evaluation.row, record["name"], emb.provenance, asdict(ovt_cfg))
         evaluations[method], histories[method] = evaluation, history
-    return OVTRun(evaluations, histories, trainable, results, record["name"])
+    from .dataset import load_views
+
+    return OVTRun(evaluations, histories, trainable, results, record["name"], emb.split("test"), load_views(layout))
 
 
 def describe_outcome(table: pd.DataFrame) -> str:

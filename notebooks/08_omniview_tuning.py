@@ -78,6 +78,15 @@ display(table.style.format("{:.3f}").set_caption(
 display(Markdown(ovt.describe_outcome(table)))
 
 # %% [markdown]
+# ## Zero-shot accuracy per view
+# Where the tuning helps and where it costs: the canonical view was the backbone's
+# best; the other views are what OVT is for.
+
+# %%
+plots.plot_zero_shot_comparison(run.zero_shot_by_view(), "Zero-shot accuracy per view",
+                                1 / run.evaluations["frozen"].row["n_categories"]);
+
+# %% [markdown]
 # ## 2D-OOD by corruption and severity
 
 # %%
