@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from mvclip_utils.backbone import Backbone, create_tiny_model, load_backbone
-from mvclip_utils.config import load_config
-from mvclip_utils.dataset import load_image, load_objects, load_views
+from mvclip_utils.config import SPLITS, load_config
+from mvclip_utils.dataset import ViewImages, load_image, load_objects, load_views
 from mvclip_utils.embed import encode_views
 from mvclip_utils.runs import OUTPUTS_DIR, RunLayout
 
@@ -47,7 +47,8 @@ def main() -> None:
           f"torch threads {torch.get_num_threads()}")
 
     start = time.perf_counter()
-    encode_views(backbone, layout, ids, view_ids, args.batch_size, args.workers, progress=False)
+    encode_views(backbone, ViewImages(layout, SPLITS, view_ids, object_ids=ids), args.batch_size, args.workers,
+                 progress=False)
     batched = n / (time.perf_counter() - start)
 
     start = time.perf_counter()

@@ -290,20 +290,25 @@ class ViewImages:
     at 224 px does not fit in memory) and passed through `transform` (e.g.
     `backbone.InputTransform.for_model(model)`). With `corruption` = (kind, severity), every image
     is corrupted on the fly, seeded by (seed, object, view) so that it is the same each epoch.
+    `object_ids` keeps only those objects (in table order).
     """
 
     def __init__(self, layout: RunLayout, splits: list[str] | tuple[str, ...], view_ids: list[str] | None = None,
-                 transform=None, corruption: tuple[str, int] | None = None, seed: int = 0):
+                 transform=None, corruption: tuple[str, int] | None = None, seed: int = 0,
+                 object_ids: list[str] | None = None):
         objects = load_objects(layout)
-        self.objects = objects[(objects.status == "ok") & objects.split.isin(splits)].reset_index(drop=True)
+        ok = objects[objects.status == "ok"]
+        keep = ok.split.isin(splits) & (ok.object_id.isin(object_ids) if object_ids is not None else True)
+        self.objects = ok[keep].reset_index(drop=True)
         if not len(self.objects):
             raise ValueError(f"no rendered objects in split(s) {list(splits)}: check dataset.splits or run 01_render")
         views = load_views(layout)
         self.view_ids = list(view_ids) if view_ids is not None else views.view_id.tolist()
         unknown = sorted(set(self.view_ids) - set(views.view_id))
         if unknown:
-            raise ValueError(f"views {unknown[:5]} are not views of this dataset")
-        self.category_names = sorted(load_objects(layout).query("status == 'ok'").category.unique())
+            raise ValueError(f"views {unknown[:5]} are not views of this dataset; expected ids of "
+                             f"{layout.views_table} such as {', '.join(views.view_id[:3])}")
+        self.category_names = sorted(ok.category.unique())
         self.categories = np.searchsorted(self.category_names, self.objects.category.to_numpy())
         if corruption is not None:
             corrupt(np.zeros((8, 8, 3), np.uint8), *corruption, seed=0)  # fails now on an unknown kind/severity

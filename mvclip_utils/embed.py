@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .backbone import Backbone
-from .config import RunConfig
-from .dataset import dataset_fingerprint, load_image, load_objects, load_views
+from .config import SPLITS, RunConfig
+from .dataset import ViewImages, collate_views, dataset_fingerprint, load_views
 from .runs import RunLayout, StaleArtifactError, atomic_savez, digest
 
 
@@ -65,20 +65,6 @@ def category_prompt(category: str) -> str:
     return category.replace("-", " ").replace("_", " ")
 
 
-class _RenderedViews(torch.utils.data.Dataset):
-    """uint8 renders, decoded in DataLoader workers; the model input is made in the main process."""
-
-    def __init__(self, layout: RunLayout, object_ids: list[str], view_ids: list[str]):
-        self.layout, self.object_ids, self.view_ids = layout, object_ids, view_ids
-
-    def __len__(self) -> int:
-        return len(self.object_ids) * len(self.view_ids)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        oid, vid = self.object_ids[i // len(self.view_ids)], self.view_ids[i % len(self.view_ids)]
-        return torch.from_numpy(load_image(self.layout, oid, vid))
-
-
 def embed_settings(cfg: RunConfig) -> str:
     return digest([cfg.embed.prompt_templates, cfg.embed.unseen_prompt_templates])
 
@@ -90,16 +76,16 @@ def encode_category_prompts(backbone: Backbone, categories: list[str], templates
     return F.normalize(per_prompt.mean(1), dim=-1)
 
 
-def encode_views(backbone: Backbone, layout: RunLayout, object_ids: list[str], view_ids: list[str],
-                 batch_size: int = 256, workers: int = 2, progress: bool = True) -> np.ndarray:
-    """[N, V, D] image embeddings, batched, with PNG decoding in DataLoader workers."""
-    data = _RenderedViews(layout, object_ids, view_ids)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=workers,
+def encode_views(backbone: Backbone, data: ViewImages, batch_size: int = 256, workers: int = 2,
+                 progress: bool = True) -> np.ndarray:
+    """[N, V, D] image embeddings of a `dataset.ViewImages` of uint8 renders (no transform), batched:
+    PNG decoding in DataLoader workers, the model input made per batch in the main process."""
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=workers, collate_fn=collate_views,
                                          pin_memory=backbone.device.type == "cuda")
     out = []
     for batch in tqdm(loader, desc=f"embedding {len(data)} images", disable=not progress, mininterval=1.0):
-        out.append(backbone.encode_images(backbone.uint8_to_input(batch)).cpu())
-    return torch.cat(out).reshape(len(object_ids), len(view_ids), -1).numpy()
+        out.append(backbone.encode_images(backbone.uint8_to_input(batch.image)).cpu())
+    return torch.cat(out).reshape(data.n_objects, data.n_views, -1).numpy()
 
 
 def embed_dataset(cfg: RunConfig, layout: RunLayout, backbone: Backbone, progress: bool = True) -> Embeddings:
@@ -111,12 +97,12 @@ def embed_dataset(cfg: RunConfig, layout: RunLayout, backbone: Backbone, progres
         cached = _read_npz(path)
         if cached is not None and cached.provenance == made_from:
             return replace(cached, from_cache=True)
-    objects = load_objects(layout)
-    objects = objects[objects.status == "ok"].reset_index(drop=True)
     views = load_views(layout)
+    data = ViewImages(layout, SPLITS, views.view_id.tolist())  # every rendered object, every view
+    objects = data.objects
     categories = sorted(objects.category.unique())
-    image = encode_views(backbone, layout, objects.object_id.tolist(), views.view_id.tolist(),
-                         cfg.embed.batch_size, min(cfg.embed.loader_workers, os.cpu_count() or 1), progress)
+    image = encode_views(backbone, data, cfg.embed.batch_size, min(cfg.embed.loader_workers, os.cpu_count() or 1),
+                         progress)
     emb = Embeddings(
         image=image.astype(np.float32),
         text=backbone.encode_texts(objects.caption.tolist()).cpu().numpy(),

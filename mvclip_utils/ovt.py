@@ -149,17 +149,16 @@ class OVTHistory:
     seconds: float
 
 
-@torch.no_grad()
 def embed_views(model: nn.Module, data, batch_size: int = 256, workers: int = 0) -> torch.Tensor:
-    """[N objects, V views, D] normalised embeddings of a ViewImages, in eval mode."""
-    from .dataset import collate_views
+    """[N objects, V views, D] normalised embeddings of a uint8 ViewImages by a model being tuned (in
+    eval mode, through notebook 03's `embed.encode_views`)."""
+    from .embed import encode_views
 
     was_training = model.training
-    model.eval()
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=workers, collate_fn=collate_views)
-    out = torch.cat([nn.functional.normalize(model.encode_image(b.image), dim=-1) for b in loader])
+    as_backbone = Backbone(model.eval(), None, None, torch.device("cpu"), False, "tuning", "tuning", "")
+    image = encode_views(as_backbone, data, batch_size, workers, progress=False)
     model.train(was_training)
-    return out.reshape(data.n_objects, data.n_views, -1)
+    return torch.from_numpy(image)
 
 
 def train_ovt(cfg: RunConfig, layout, backbone: Backbone, progress: bool = True) -> tuple[OmniviewCLIP, OVTHistory]:
@@ -187,9 +186,9 @@ def train_ovt(cfg: RunConfig, layout, backbone: Backbone, progress: bool = True)
     transform = InputTransform.for_model(model)
     views = load_views(layout)
     grid = views[views.kind == "grid"].view_id.tolist()
-    train = ViewImages(layout, ["train"], grid, transform)
-    clean = (ViewImages(layout, ["pretrain"], [canonical_view_id(views, cfg.backbone.pretrain.canonical_view)],
-                        transform) if o.clean_per_batch else None)
+    train = ViewImages(layout, ["train"], grid)  # uint8: the model input is made per batch
+    clean = (ViewImages(layout, ["pretrain"], [canonical_view_id(views, cfg.backbone.pretrain.canonical_view)])
+             if o.clean_per_batch else None)
     with torch.no_grad():  # the text tower is frozen: every caption is embedded once
         train_text = nn.functional.normalize(backbone.encode_texts(train.objects.caption.tolist()).cpu(), dim=-1)
         clean_text = (nn.functional.normalize(backbone.encode_texts(clean.objects.caption.tolist()).cpu(), dim=-1)
@@ -198,6 +197,10 @@ def train_ovt(cfg: RunConfig, layout, backbone: Backbone, progress: bool = True)
                                 min(o.views_per_object, train.n_views), o.seed)
     workers = min(cfg.embed.loader_workers, 2)
     generator = torch.Generator().manual_seed(o.seed)
+    clean_batches = (iter(torch.utils.data.DataLoader(  # decoded in workers, drawn without replacement per pass
+        clean, batch_size=o.clean_per_batch, collate_fn=collate_views, num_workers=workers,
+        sampler=torch.utils.data.RandomSampler(clean, num_samples=o.clean_per_batch * o.steps, generator=generator)))
+        if clean is not None else None)
     state = {"epoch": -1, "batches": iter(()), "anchor": None, "outliers": None}
     history = OVTHistory([], [], [], 0, 0.0)
     start = time.perf_counter()
@@ -222,13 +225,13 @@ def train_ovt(cfg: RunConfig, layout, backbone: Backbone, progress: bool = True)
     def loss_at_step(step: int) -> torch.Tensor:
         batch = next_batch()
         images, text, owner = batch.image, train_text[batch.object_index], batch.object_index
-        if clean is not None:
-            picked = torch.randperm(clean.n_objects, generator=generator)[: o.clean_per_batch]
-            clean_batch = collate_views([clean[int(i)] for i in picked])
+        if clean_batches is not None:
+            clean_batch = next(clean_batches)
+            picked = clean_batch.object_index
             images = torch.cat([images, clean_batch.image])
             text = torch.cat([text, clean_text[picked]])
             owner = torch.cat([owner, train.n_objects + picked])  # clean objects never share a caption with train
-        z = model.encode_image(images)
+        z = model.encode_image(transform(images))
         itc = losses.clip_loss(z, text, model.logit_scale.exp().detach(), owner[:, None] == owner[None])
         n = len(batch.object_index)
         on = (torch.ones(n, dtype=torch.bool) if o.vc_views == "all"
@@ -258,30 +261,32 @@ class TunedEvaluation:
 
 
 @torch.no_grad()
-def evaluate_zero_shot_splits(model: nn.Module, layout, cfg: RunConfig, emb) -> TunedEvaluation:
+def evaluate_zero_shot_splits(model: nn.Module, layout, cfg: RunConfig, emb,
+                              image: torch.Tensor | None = None) -> TunedEvaluation:
     """The OVT paper's splits on the `test` objects: clean (the canonical view), 2D-OOD (the canonical
     view under every corruption and severity, seeded), viewpoint-OOD (other grid views; ood views
     apart), with the consistency metrics of notebook 04. `emb` gives the frozen text side
-    (captions, category prompts) of the run's embeddings."""
-    from .backbone import InputTransform
+    (captions, category prompts) of the run's embeddings; `image`, the model's test embeddings
+    when they exist already (the frozen backbone's are in `emb`): only the corrupted views are
+    embedded then."""
     from .cameras import canonical_view_id
     from .dataset import CORRUPTIONS, SEVERITIES, ViewImages, load_views
     from .metrics import evaluation_row, zero_shot_predictions
 
     views = load_views(layout)
     canonical = canonical_view_id(views, cfg.backbone.pretrain.canonical_view)
-    transform = InputTransform.for_model(model)
     test_emb = emb.split("test")
-    data = ViewImages(layout, ["test"], views.view_id.tolist(), transform)
-    if list(data.objects.object_id) != list(test_emb.object_ids):
-        raise ValueError("the test objects of the dataset and of the embeddings differ: rerun notebook 03_embed")
-    image = embed_views(model, data)
+    if image is None:
+        data = ViewImages(layout, ["test"], views.view_id.tolist())
+        if list(data.objects.object_id) != list(test_emb.object_ids):
+            raise ValueError("the test objects of the dataset and of the embeddings differ: rerun notebook 03_embed")
+        image = embed_views(model, data)
     row = evaluation_row(image.numpy(), test_emb.text, test_emb.category_text, test_emb.labels, views, canonical,
                          test_emb.category_text_unseen)
     rows = []
     for kind in CORRUPTIONS:
         for severity in SEVERITIES:
-            corrupted = ViewImages(layout, ["test"], [canonical], transform, (kind, severity), cfg.seed)
+            corrupted = ViewImages(layout, ["test"], [canonical], None, (kind, severity), cfg.seed)
             predictions = zero_shot_predictions(embed_views(model, corrupted).numpy(), test_emb.category_text)
             rows.append({"kind": kind, "severity": severity,
                          "accuracy": float((predictions[:, 0] == test_emb.labels).mean())})
@@ -338,7 +343,8 @@ def run_ovt(cfg: RunConfig, layout, progress: bool = True) -> OVTRun:
     emb = load_embeddings(layout, cfg)
     backbone = load_backbone(cfg.backbone, layout)
     backbone = replace(backbone, model=backbone.model.float().cpu(), device=torch.device("cpu"), use_amp=False)
-    evaluations = {"frozen": evaluate_zero_shot_splits(backbone.model, layout, cfg, emb)}
+    evaluations = {"frozen": evaluate_zero_shot_splits(backbone.model, layout, cfg, emb,  # 03's embeddings reused
+                                                       torch.from_numpy(emb.split("test").image))}
     histories, results, trainable = {}, None, (0, 0)
     for method, ovt_cfg in ((ITC_ONLY, replace(cfg.ovt, vc_weight=0.0)), (METHOD, cfg.ovt)):
         model, history = train_ovt(replace(cfg, ovt=ovt_cfg), layout, backbone, progress)
