@@ -254,9 +254,10 @@ def write_backbone_record(layout: RunLayout, backbone: Backbone, dataset_fingerp
     return record
 
 
-def read_backbone_record(layout: RunLayout, check: bool = True) -> dict:
+def read_backbone_record(layout: RunLayout, check: bool = True, dataset: str | None = None) -> dict:
     """The run's backbone record; with `check`, refuses one made from another dataset or whose
-    checkpoint has changed since (an interrupted or partial rerun of notebook 02)."""
+    checkpoint has changed since (an interrupted or partial rerun of notebook 02). `dataset`: the
+    dataset's fingerprint if the caller has it already (it reads every status file)."""
     path = layout.backbone_record
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run notebook 02_backbone first")
@@ -265,7 +266,7 @@ def read_backbone_record(layout: RunLayout, check: bool = True) -> dict:
         from .dataset import dataset_fingerprint
 
         made_from = record.get("dataset_fingerprint")
-        if made_from and made_from != dataset_fingerprint(layout):
+        if made_from and made_from != (dataset or dataset_fingerprint(layout)):
             raise StaleArtifactError(path, "the backbone was pretrained on another version of the dataset", "02_backbone")
         checkpoint = layout.backbone_checkpoint(record["slug"])
         if made_from and (not checkpoint.exists() or record["identity"] != f"{TINY_MODEL}|{file_digest(checkpoint)}"):

@@ -135,7 +135,8 @@ def load_embeddings(layout: RunLayout, cfg: RunConfig) -> Embeddings:
     they were made from another backbone, dataset or prompt settings."""
     from .backbone import read_backbone_record
 
-    backbone = read_backbone_record(layout)
+    dataset = dataset_fingerprint(layout)
+    backbone = read_backbone_record(layout, dataset=dataset)
     path = layout.embeddings_file(backbone["slug"])
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run notebook 03_embed first")
@@ -145,7 +146,7 @@ def load_embeddings(layout: RunLayout, cfg: RunConfig) -> Embeddings:
     if emb.backbone_identity != backbone["identity"]:
         raise StaleArtifactError(path, f"made by backbone {emb.backbone_identity}, the run's backbone is now "
                                        f"{backbone['identity']}", "03_embed")
-    if emb.dataset_fingerprint != dataset_fingerprint(layout):
+    if emb.dataset_fingerprint != dataset:
         raise StaleArtifactError(path, "made from another version of the dataset (notebook 01 rendered since)",
                                  "03_embed")
     if emb.embed_settings != embed_settings(cfg):
