@@ -353,6 +353,6 @@ def plot_corruption_accuracy(corruptions: dict[str, pd.DataFrame], title: str, c
     ax.set_xticks(x, [f"{k.replace('_', ' ')}\n{s}" for k, s in zip(first.kind, first.severity)], fontsize=7)
     ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
     ax.set(ylabel="zero-shot accuracy", ylim=(0, 1.02), title=title)
-    ax.legend(fontsize=8, ncol=len(names) + 1)
+    ax.legend(fontsize=8, ncol=len(names) + 1, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
     fig.tight_layout()
     return fig
