@@ -200,8 +200,12 @@ class OVTConfig:
     steps: int = 300
     objects_per_batch: int = 16  # P train objects ...
     views_per_object: int = 4  # ... x K grid views each
-    clean_per_batch: int = 32  # canonical views of pretrain objects with their captions; 0 = no clean mix
-    lr: float = 1e-3
+    clean_per_batch: int = 128  # canonical views of pretrain objects with their captions; 0 = no clean mix
+    # ITC's texts, in pretraining's caption templates: with this probability a view is paired
+    # with its bare category ("a photo of a mug", as ImageNet's class prompts in the paper)
+    # rather than its caption.
+    category_caption_prob: float = 1.0
+    lr: float = 2e-3
     weight_decay: float = 0.0
     vc_weight: float = 1.0  # lambda; 0 = the plain multi-view fine-tune (ITC only)
     vc_views: Literal["outliers", "all"] = "outliers"  # minimax on the top-K outliers, or VC on every view
@@ -413,6 +417,7 @@ def _check_semantics(cfg: RunConfig) -> None:
         _check_range(key, value, 0)
     _check_range("ovt.lr", o.lr, 1e-8, 1.0, "a learning rate")
     _check_range("ovt.residual_ratio", o.residual_ratio, 0.0, 1.0, "a ratio")
+    _check_range("ovt.category_caption_prob", o.category_caption_prob, 0.0, 1.0, "a probability")
     if not o.lora_rank and not o.viformer_layers:
         _fail("ovt.lora_rank", "and ovt.viformer_layers are both 0: nothing to train; set one of them")
     if cfg.heads.objects_per_batch == 1 or cfg.heads.objects_per_batch < 0:
@@ -447,6 +452,11 @@ def _check_semantics(cfg: RunConfig) -> None:
         _fail("backbone.pretrained", f"model {cfg.backbone.model!r} needs pretrained weights: an open_clip tag "
                                      "(e.g. 'openai') or a checkpoint file")
     _check_splits(cfg)
+    o = cfg.ovt
+    if o.clean_per_batch and cfg.dataset.splits.pretrain <= 0:
+        _fail("ovt.clean_per_batch", f"is {o.clean_per_batch} but dataset.splits.pretrain is 0: OVT's clean views "
+                                     "are the canonical views of pretrain objects; give that split a fraction "
+                                     "(e.g. 0.2) or set ovt.clean_per_batch: 0 (no clean mix)")
     from .objects import CATEGORIES  # local import: objects imports nothing from here
 
     categories = cfg.dataset.procedural.categories

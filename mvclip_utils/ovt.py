@@ -141,6 +141,42 @@ def adapter_config(cfg: OVTConfig) -> AdapterConfig:
 
 
 @dataclass
+class CaptionBank:
+    """The frozen text side of ITC, drawn as in the backbone's pretraining: an object's caption in a
+    random caption template or, with probability `category_prob`, its bare category in one ("a
+    photo of a mug", the pairs zero-shot classification relies on). Embedded once: the text tower
+    is frozen."""
+
+    caption: torch.Tensor  # [N objects, T templates, D]
+    category: torch.Tensor  # [C categories, T, D]
+    object_category: torch.Tensor  # [N] category index of each object
+    category_prob: float
+
+    @classmethod
+    def build(cls, backbone: Backbone, captions: list[str], categories: list[int], category_names: list[str],
+              templates: list[str], category_prob: float) -> "CaptionBank":
+        from .embed import category_prompt
+
+        def embed(texts: list[str]) -> torch.Tensor:
+            flat = [t.format(text) for text in texts for t in templates]
+            return backbone.encode_texts(flat).cpu().float().reshape(len(texts), len(templates), -1)
+
+        return cls(embed(captions), embed([f"a {category_prompt(c)}" for c in category_names]),
+                   torch.as_tensor(categories), category_prob)
+
+    def sample(self, objects: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Texts [B, D] for the objects [B] and an id per text [B]: equal ids are identical texts
+        (two objects' bare category captions in one template), which ITC must not count as negatives."""
+        n, t = self.caption.shape[:2]
+        template = torch.randint(t, (len(objects),), generator=generator)
+        bare = torch.rand(len(objects), generator=generator) < self.category_prob
+        category = self.object_category[objects]
+        text = torch.where(bare[:, None], self.category[category, template], self.caption[objects, template])
+        ids = torch.where(bare, n * t + category * t + template, objects * t + template)
+        return text, ids
+
+
+@dataclass
 class OVTHistory:
     itc: list[float]
     vc: list[float]
@@ -189,10 +225,12 @@ def train_ovt(cfg: RunConfig, layout, backbone: Backbone, progress: bool = True)
     train = ViewImages(layout, ["train"], grid)  # uint8: the model input is made per batch
     clean = (ViewImages(layout, ["pretrain"], [canonical_view_id(views, cfg.backbone.pretrain.canonical_view)])
              if o.clean_per_batch else None)
-    with torch.no_grad():  # the text tower is frozen: every caption is embedded once
-        train_text = nn.functional.normalize(backbone.encode_texts(train.objects.caption.tolist()).cpu(), dim=-1)
-        clean_text = (nn.functional.normalize(backbone.encode_texts(clean.objects.caption.tolist()).cpu(), dim=-1)
-                      if clean is not None else None)
+    pool = [train] + ([clean] if clean is not None else [])  # clean objects are indexed after the train ones
+    with torch.no_grad():
+        bank = CaptionBank.build(backbone, [c for d in pool for c in d.objects.caption],
+                                 np.concatenate([d.categories for d in pool]).tolist(), train.category_names,
+                                 cfg.backbone.pretrain.caption_templates, o.category_caption_prob)
+    text_generator = torch.Generator().manual_seed(o.seed + 1)
     sampler = ObjectViewBatches(train.n_objects, train.n_views, o.objects_per_batch,
                                 min(o.views_per_object, train.n_views), o.seed)
     workers = min(cfg.embed.loader_workers, 2)
@@ -224,15 +262,16 @@ def train_ovt(cfg: RunConfig, layout, backbone: Backbone, progress: bool = True)
 
     def loss_at_step(step: int) -> torch.Tensor:
         batch = next_batch()
-        images, text, owner = batch.image, train_text[batch.object_index], batch.object_index
+        images, owner = batch.image, batch.object_index
         if clean_batches is not None:
             clean_batch = next(clean_batches)
-            picked = clean_batch.object_index
             images = torch.cat([images, clean_batch.image])
-            text = torch.cat([text, clean_text[picked]])
-            owner = torch.cat([owner, train.n_objects + picked])  # clean objects never share a caption with train
+            owner = torch.cat([owner, train.n_objects + clean_batch.object_index])
+        text, text_id = bank.sample(owner, text_generator)
         z = model.encode_image(transform(images))
-        itc = losses.clip_loss(z, text, model.logit_scale.exp().detach(), owner[:, None] == owner[None])
+        # views of one object, and identical texts, are not each other's negatives
+        not_negative = (owner[:, None] == owner[None]) | (text_id[:, None] == text_id[None])
+        itc = losses.clip_loss(z, text, model.logit_scale.exp().detach(), not_negative)
         n = len(batch.object_index)
         on = (torch.ones(n, dtype=torch.bool) if o.vc_views == "all"
               else state["outliers"][batch.object_index, batch.view_index])

@@ -134,3 +134,25 @@ def test_train_ovt_runs_the_minimax_loop_on_renders(tmp_path):
     assert any(v > 0 for v in history.vc)
     changed = [not torch.equal(p, torch.zeros_like(p)) for n, p in tuned.named_parameters() if "lora_B" in n]
     assert changed and all(changed)  # LoRA's B starts at zero: every adapter was trained
+
+
+def test_caption_bank_draws_captions_or_category_prompts_and_ids_mark_identical_texts():
+    from mvclip_utils.ovt import CaptionBank
+
+    caption = torch.arange(4 * 2 * 3, dtype=torch.float).reshape(4, 2, 3)  # 4 objects, 2 templates
+    category = -torch.arange(2 * 2 * 3, dtype=torch.float).reshape(2, 2, 3) - 1  # 2 categories
+    objects = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    bank = CaptionBank(caption, category, torch.tensor([0, 0, 1, 1]), category_prob=1.0)
+    text, ids = bank.sample(objects, torch.Generator().manual_seed(0))
+    assert (text < 0).all()  # every text is a category prompt
+    for i in range(len(objects)):
+        j = next(j for j in range(2) if torch.equal(text[i], category[bank.object_category[objects[i]], j]))
+        assert ids[i] == 4 * 2 + bank.object_category[objects[i]] * 2 + j
+    same_text = (text[:, None] == text[None]).all(-1)
+    assert torch.equal(same_text, ids[:, None] == ids[None])  # equal ids exactly when the texts are identical
+    assert same_text.sum() > len(objects)  # objects 0 and 1 (mugs) do share prompts
+
+    bank.category_prob = 0.0
+    text, ids = bank.sample(objects, torch.Generator().manual_seed(1))
+    assert (text >= 0).all() and torch.equal((text[:, None] == text[None]).all(-1), ids[:, None] == ids[None])
+    assert all(any(torch.equal(text[i], caption[objects[i], j]) for j in range(2)) for i in range(len(objects)))
