@@ -10,7 +10,7 @@ LOCK := requirements.lock
 PIP_INSTALL := -m pip install --disable-pip-version-check
 IMPORT_CHECK := import mvclip_utils, bpy, torch, papermill, open_clip, peft
 
-.PHONY: run test install kernel clean-venv benchmark lock
+.PHONY: run ablations test install kernel clean-venv benchmark lock
 
 # Re-install when the project's dependencies or their pins change.
 $(STAMP): pyproject.toml $(LOCK)
@@ -27,6 +27,11 @@ kernel: $(STAMP)
 
 run: $(STAMP)
 	$(PY) -m mvclip_utils.pipeline --config $(CONFIG)
+
+# Notebook 08 again with the OVT paper's ablations (params/ovt_ablations.yaml: the default run's
+# dataset and backbone, so `make run` first); about 10 minutes on 2 cores.
+ablations: $(STAMP)
+	$(PY) -m mvclip_utils.pipeline --config params/ovt_ablations.yaml --only 08
 
 test: $(STAMP)
 	$(PY) -m pytest -q

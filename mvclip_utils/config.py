@@ -225,6 +225,15 @@ class PipelineConfig:
 
 
 @dataclass
+class OVTAblation:
+    """One variant of Omniview-Tuning for notebook 08's ablation table: the run's `ovt` section
+    with some keys changed (given in the YAML as `- {name: lora_only, viformer_layers: 0}`)."""
+
+    name: str
+    ovt: OVTConfig
+
+
+@dataclass
 class RunConfig:
     run_name: str
     seed: int = 0
@@ -235,12 +244,19 @@ class RunConfig:
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     ovt: OVTConfig = field(default_factory=OVTConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    # Variants of `ovt` that notebook 08 trains and tabulates too (params/ovt_ablations.yaml); none by default.
+    ovt_ablations: list[OVTAblation] = field(default_factory=list, metadata={"internal": True})
     source_path: Optional[str] = field(default=None, metadata={"internal": True})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the validated values (what `config.yaml` of a run holds)."""
         data = dataclasses.asdict(self)
         data.pop("source_path")
+        default_ovt = data["ovt"]
+        data["ovt_ablations"] = [{"name": a["name"], **{k: v for k, v in a["ovt"].items() if v != default_ovt[k]}}
+                                 for a in data["ovt_ablations"]]  # the YAML form: only the changed keys
+        if not data["ovt_ablations"]:
+            data.pop("ovt_ablations")
         return data
 
 
@@ -406,20 +422,8 @@ def _check_semantics(cfg: RunConfig) -> None:
                        "heads.similarity_weight": cfg.heads.similarity_weight,
                        "heads.dissimilarity_weight": cfg.heads.dissimilarity_weight}.items():
         _check_range(key, value, 0)
-    o = cfg.ovt
-    for key, value in {"ovt.steps": o.steps, "ovt.objects_per_batch": o.objects_per_batch,
-                       "ovt.views_per_object": o.views_per_object, "ovt.outlier_views": o.outlier_views,
-                       "ovt.anchor_neighbours": o.anchor_neighbours, "ovt.viformer_heads": o.viformer_heads}.items():
-        _check_range(key, value, 1, what="an integer")
-    for key, value in {"ovt.clean_per_batch": o.clean_per_batch, "ovt.weight_decay": o.weight_decay,
-                       "ovt.vc_weight": o.vc_weight, "ovt.lora_rank": o.lora_rank,
-                       "ovt.viformer_layers": o.viformer_layers}.items():
-        _check_range(key, value, 0)
-    _check_range("ovt.lr", o.lr, 1e-8, 1.0, "a learning rate")
-    _check_range("ovt.residual_ratio", o.residual_ratio, 0.0, 1.0, "a ratio")
-    _check_range("ovt.category_caption_prob", o.category_caption_prob, 0.0, 1.0, "a probability")
-    if not o.lora_rank and not o.viformer_layers:
-        _fail("ovt.lora_rank", "and ovt.viformer_layers are both 0: nothing to train; set one of them")
+    for key, o in [("ovt", cfg.ovt)] + [(f"ovt_ablations[{i}]", x.ovt) for i, x in enumerate(cfg.ovt_ablations)]:
+        _check_ovt(key, o)
     if cfg.heads.objects_per_batch == 1 or cfg.heads.objects_per_batch < 0:
         _fail("heads.objects_per_batch", f"expected 0 (every training object) or at least 2 (other objects are "
                                          f"the negatives), got {cfg.heads.objects_per_batch}")
@@ -452,11 +456,11 @@ def _check_semantics(cfg: RunConfig) -> None:
         _fail("backbone.pretrained", f"model {cfg.backbone.model!r} needs pretrained weights: an open_clip tag "
                                      "(e.g. 'openai') or a checkpoint file")
     _check_splits(cfg)
-    o = cfg.ovt
-    if o.clean_per_batch and cfg.dataset.splits.pretrain <= 0:
-        _fail("ovt.clean_per_batch", f"is {o.clean_per_batch} but dataset.splits.pretrain is 0: OVT's clean views "
-                                     "are the canonical views of pretrain objects; give that split a fraction "
-                                     "(e.g. 0.2) or set ovt.clean_per_batch: 0 (no clean mix)")
+    for key, o in [("ovt", cfg.ovt)] + [(f"ovt_ablations[{i}]", x.ovt) for i, x in enumerate(cfg.ovt_ablations)]:
+        if o.clean_per_batch and cfg.dataset.splits.pretrain <= 0:
+            _fail(f"{key}.clean_per_batch", f"is {o.clean_per_batch} but dataset.splits.pretrain is 0: OVT's clean "
+                                            "views are the canonical views of pretrain objects; give that split a "
+                                            f"fraction (e.g. 0.2) or set {key}.clean_per_batch: 0 (no clean mix)")
     from .objects import CATEGORIES  # local import: objects imports nothing from here
 
     categories = cfg.dataset.procedural.categories
@@ -471,6 +475,42 @@ def _check_semantics(cfg: RunConfig) -> None:
                                                    f"annotation categories; got {cfg.dataset.objaverse.lvis_categories}")
     if not cfg.run_name or "/" in cfg.run_name or cfg.run_name.startswith("."):
         _fail("run_name", f"expected a plain folder name, got {cfg.run_name!r}")
+
+
+def _check_ovt(section: str, o: OVTConfig) -> None:
+    """The ranges of an `ovt` section (the run's, or an ablation's)."""
+    for key, value in {f"{section}.steps": o.steps, f"{section}.objects_per_batch": o.objects_per_batch,
+                       f"{section}.views_per_object": o.views_per_object, f"{section}.outlier_views": o.outlier_views,
+                       f"{section}.anchor_neighbours": o.anchor_neighbours, f"{section}.viformer_heads": o.viformer_heads}.items():
+        _check_range(key, value, 1, what="an integer")
+    for key, value in {f"{section}.clean_per_batch": o.clean_per_batch, f"{section}.weight_decay": o.weight_decay,
+                       f"{section}.vc_weight": o.vc_weight, f"{section}.lora_rank": o.lora_rank,
+                       f"{section}.viformer_layers": o.viformer_layers}.items():
+        _check_range(key, value, 0)
+    _check_range(f"{section}.lr", o.lr, 1e-8, 1.0, "a learning rate")
+    _check_range(f"{section}.residual_ratio", o.residual_ratio, 0.0, 1.0, "a ratio")
+    _check_range(f"{section}.category_caption_prob", o.category_caption_prob, 0.0, 1.0, "a probability")
+    if not o.lora_rank and not o.viformer_layers:
+        _fail(f"{section}.lora_rank", f"and {section}.viformer_layers are both 0: nothing to train; set one of them")
+
+
+def _build_ablations(entries: Any, ovt: dict, base_dir: Path) -> list[OVTAblation]:
+    """`ovt_ablations`: a list of `{name: ..., <ovt key>: value, ...}`, each applied over the run's `ovt`."""
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        _fail("ovt_ablations", f"expected a list of {{name: ..., <ovt key>: value}}, got {type(entries).__name__}")
+    out, names = [], set()
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
+            _fail(f"ovt_ablations[{i}]", f"expected a mapping with a name and ovt keys, got {entry!r}")
+        name = entry["name"]
+        if name in names or not name.replace("_", "").replace(".", "").isalnum():
+            _fail(f"ovt_ablations[{i}].name", f"expected a unique name of letters, digits, '_' and '.', got {name!r}")
+        names.add(name)
+        changes = {k: v for k, v in entry.items() if k != "name"}
+        out.append(OVTAblation(name, _build(OVTConfig, {**ovt, **changes}, f"ovt_ablations[{i}]", base_dir)))
+    return out
 
 
 def pretrains_here(cfg: RunConfig) -> bool:
@@ -523,7 +563,10 @@ def min_objects_per_category(splits: SplitConfig, needed: list[str]) -> int:
 
 def config_from_dict(data: Any, base_dir: Path | str = ".", source_path: str | None = None) -> RunConfig:
     """Validate a parsed YAML mapping; raises `ConfigError` naming the bad key."""
+    data = dict(data) if isinstance(data, dict) else data
+    ablations = data.pop("ovt_ablations", None) if isinstance(data, dict) else None
     cfg = _build(RunConfig, data, "", Path(base_dir))
+    cfg.ovt_ablations = _build_ablations(ablations, data.get("ovt") or {}, Path(base_dir))
     cfg.source_path = source_path
     pretrained = cfg.backbone.pretrained
     if pretrained and ("/" in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors"))) \
@@ -542,10 +585,24 @@ def load_config(path: Path | str) -> RunConfig:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if isinstance(data, dict) and "extends" in data:  # another params file, with this one's keys over it
+        base = Path(path.parent / str(data.pop("extends")))
+        if not base.is_file():
+            raise ConfigError(f"{path}: extends: {base} does not exist; give a params file relative to {path.parent}")
+        data = _deep_merge(yaml.safe_load(base.read_text()) or {}, data)
     try:
         return config_from_dict(data, base_dir=path.parent, source_path=str(path.resolve()))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    """`over`'s keys over `base`'s, mappings merged key by key (lists and values replaced)."""
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = (_deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict)
+                       else value)
+    return merged
 
 
 def dump_config_text(cfg: RunConfig) -> str:

@@ -352,6 +352,7 @@ class OVTRun:
     backbone: str
     test: object  # embed.Embeddings of the test objects (the frozen text side: prompts, labels)
     views: pd.DataFrame
+    ablations: pd.DataFrame | None = None  # one row per variant of cfg.ovt_ablations (after OVT and ITC-only)
 
     def zero_shot_by_view(self) -> dict[str, pd.DataFrame]:
         """Zero-shot accuracy per view of each model (metrics.zero_shot_by_view)."""
@@ -359,6 +360,18 @@ class OVTRun:
 
         return {name: zero_shot_by_view(e.image.numpy(), self.test.category_text, self.test.labels, self.views)
                 for name, e in self.evaluations.items()}
+
+
+CONSISTENCY_COLUMNS = {"same_object_mean": "same-object", "cross_object_mean": "cross-object",
+                       "text_image_mean": "text-image", "view_retrieval_recall_at_1": "view R@1",
+                       "view_retrieval_mAP": "view mAP", "caption_recall_at_1": "caption R@1",
+                       "modality_gap": "modality gap", "effective_rank": "effective rank"}
+
+
+def consistency_table(run: OVTRun) -> pd.DataFrame:
+    """Notebook 04's consistency metrics (grid views of the test objects) of each model."""
+    return pd.DataFrame({name: {label: e.row[c] for c, label in CONSISTENCY_COLUMNS.items()}
+                         for name, e in run.evaluations.items()}).T
 
 
 def paper_table(run: OVTRun) -> pd.DataFrame:
@@ -371,12 +384,30 @@ def paper_table(run: OVTRun) -> pd.DataFrame:
                          for name, e in run.evaluations.items()}).T
 
 
+def _train_and_evaluate(cfg: RunConfig, ovt_cfg: OVTConfig, layout, backbone: Backbone, emb,
+                        progress: bool) -> tuple[OmniviewCLIP, OVTHistory, TunedEvaluation]:
+    model, history = train_ovt(replace(cfg, ovt=ovt_cfg), layout, backbone, progress)
+    evaluation = evaluate_zero_shot_splits(model, layout, cfg, emb)
+    trainable, total = trainable_parameters(model)
+    evaluation.row.update(trainable_parameters=trainable, trainable_share=trainable / total,
+                          train_seconds=history.seconds, train_steps=len(history.itc), epochs=history.epochs)
+    return model, history, evaluation
+
+
+def changed_keys(variant: OVTConfig, base: OVTConfig) -> str:
+    """What an ablation changes, as `key=value` pairs."""
+    base_values = asdict(base)
+    return ", ".join(f"{k}={v}" for k, v in asdict(variant).items() if v != base_values[k]) or "(none)"
+
+
 def run_ovt(cfg: RunConfig, layout, progress: bool = True) -> OVTRun:
     """Train OVT and the ITC-only fine-tune with the same budget, evaluate both and the frozen backbone
-    on the paper's splits, save the adapters, and write both results rows."""
+    on the paper's splits, save the adapters, and write both results rows; then every variant of
+    `cfg.ovt_ablations` (each read back when already trained with the same settings)."""
     from .backbone import load_backbone, read_backbone_record
+    from .dataset import load_views
     from .embed import load_embeddings
-    from .results import write_result
+    from .results import read_ablation, write_ablation, write_ablation_table, write_result
 
     record = read_backbone_record(layout)
     emb = load_embeddings(layout, cfg)
@@ -386,17 +417,40 @@ def run_ovt(cfg: RunConfig, layout, progress: bool = True) -> OVTRun:
                                                        torch.from_numpy(emb.split("test").image))}
     histories, results, trainable = {}, None, (0, 0)
     for method, ovt_cfg in ((ITC_ONLY, replace(cfg.ovt, vc_weight=0.0)), (METHOD, cfg.ovt)):
-        model, history = train_ovt(replace(cfg, ovt=ovt_cfg), layout, backbone, progress)
+        model, history, evaluation = _train_and_evaluate(cfg, ovt_cfg, layout, backbone, emb, progress)
         save_adapters(model, layout.adapters(method))
-        evaluation = evaluate_zero_shot_splits(model, layout, cfg, emb)
         trainable = trainable_parameters(model)
-        evaluation.row.update(trainable_parameters=trainable[0], trainable_share=trainable[0] / trainable[1],
-                              train_seconds=history.seconds, train_steps=len(history.itc), epochs=history.epochs)
         results = write_result(layout, method, evaluation.row, record["name"], emb.provenance, asdict(ovt_cfg))
         evaluations[method], histories[method] = evaluation, history
-    from .dataset import load_views
+    ablations = None
+    if cfg.ovt_ablations:
+        rows = [{"variant": name, "changes": "(the run's ovt)" if name == METHOD else "vc_weight=0.0",
+                 **evaluations[name].row} for name in (METHOD, ITC_ONLY)]
+        for i, ablation in enumerate(cfg.ovt_ablations):
+            section = asdict(ablation.ovt)
+            row = read_ablation(layout, METHOD, ablation.name, emb.provenance, section)
+            if row is None:
+                if progress:
+                    print(f"ablation {i + 1}/{len(cfg.ovt_ablations)}: {ablation.name} "
+                          f"({changed_keys(ablation.ovt, cfg.ovt)})", flush=True)
+                row = _train_and_evaluate(cfg, ablation.ovt, layout, backbone, emb, progress)[2].row
+                write_ablation(layout, METHOD, ablation.name, row, emb.provenance, section)
+            rows.append({**row, "variant": ablation.name, "changes": changed_keys(ablation.ovt, cfg.ovt)})
+        ablations = write_ablation_table(layout, METHOD, rows)
+    return OVTRun(evaluations, histories, trainable, results, record["name"], emb.split("test"), load_views(layout),
+                  ablations)
 
-    return OVTRun(evaluations, histories, trainable, results, record["name"], emb.split("test"), load_views(layout))
+
+ABLATION_COLUMNS = {"changes": "changes", "zero_shot_accuracy_canonical": "clean", "zero_shot_accuracy_2d_ood": "2D-OOD",
+                    "zero_shot_accuracy_other_grid": "viewpoint-OOD", "zero_shot_accuracy_ood": "ood views",
+                    "same_object_mean": "same-object", "cross_object_mean": "cross-object",
+                    "trainable_parameters": "trainable", "train_seconds": "seconds"}
+
+
+def ablation_table(run: OVTRun) -> pd.DataFrame:
+    """The ablations as the paper reports them: zero-shot on the three splits per variant."""
+    table = run.ablations.set_index("variant")
+    return table[list(ABLATION_COLUMNS)].rename(columns=ABLATION_COLUMNS)
 
 
 def describe_outcome(table: pd.DataFrame) -> str:
@@ -418,3 +472,15 @@ def describe_outcome(table: pd.DataFrame) -> str:
         + ("— OVT is better." if versus > 0 else "— OVT is **not** better here: a finding, not a failure to hide.")
         + f" Clean: OVT {tuned['clean (canonical view)']:.3f}, ITC-only {itc['clean (canonical view)']:.3f}.",
     ])
+
+
+def describe_ablations(table: pd.DataFrame) -> str:
+    """Each variant against the full OVT (markdown, from the numbers): points gained or lost on
+    viewpoint-OOD and clean."""
+    full = table.loc[METHOD]
+    lines = []
+    for variant, row in table.drop(index=METHOD).iterrows():
+        vp, clean = (row["viewpoint-OOD"] - full["viewpoint-OOD"]) * 100, (row["clean"] - full["clean"]) * 100
+        lines.append(f"- **{variant}** ({row['changes']}): viewpoint-OOD {vp:+.1f} points, clean {clean:+.1f} "
+                     f"points against the full OVT.")
+    return "\n".join(lines)

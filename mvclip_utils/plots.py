@@ -356,3 +356,21 @@ def plot_corruption_accuracy(corruptions: dict[str, pd.DataFrame], title: str, c
     ax.legend(fontsize=8, ncol=len(names) + 1, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
     fig.tight_layout()
     return fig
+
+
+def plot_ovt_ablations(table: pd.DataFrame, title: str, frozen: dict[str, float], chance: float) -> plt.Figure:
+    """Zero-shot accuracy on clean, 2D-OOD and viewpoint-OOD per ablation variant (`ovt.ablation_table`),
+    the frozen backbone's as dashed lines."""
+    splits = ["clean", "2D-OOD", "viewpoint-OOD"]
+    fig, ax = plt.subplots(figsize=(11, 3.6))
+    x = np.arange(len(table))
+    width = 0.8 / len(splits)
+    for i, split in enumerate(splits):
+        bars = ax.bar(x + (i - 1) * width, table[split], width, label=split, color=f"C{i}")
+        ax.axhline(frozen[split], color=bars.patches[0].get_facecolor(), ls="--", lw=1)
+    ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
+    ax.set_xticks(x, [v.replace("_", " ") for v in table.index], fontsize=8)
+    ax.set(ylabel="zero-shot accuracy", ylim=(0, 1.02), title=title + " (dashed: frozen backbone)")
+    ax.legend(fontsize=8, ncol=len(splits) + 1, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
+    fig.tight_layout()
+    return fig

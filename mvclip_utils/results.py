@@ -110,3 +110,35 @@ def comparison_table(results: pd.DataFrame, methods: list[str] | None = None) ->
     if methods:
         table = table.loc[[m for m in methods if m in table.index]]
     return table[[c for c in HEADLINE_COLUMNS if c in table.columns]].rename(columns=HEADLINE_COLUMNS)
+
+
+# ----------------------------------------------------------------------------- ablations
+# One JSON per variant (metrics/ablations/<study>/<variant>.json), merged into
+# metrics/<study>_ablations.csv; a variant whose settings, dataset and backbone are unchanged
+# is read back rather than trained again, so an interrupted ablation run resumes.
+
+
+def write_ablation(layout: RunLayout, study: str, variant: str, row: dict, provenance: dict[str, str],
+                   config_section: dict) -> None:
+    record = {"variant": variant, **row, **{k: provenance[k] for k in PROVENANCE},
+              "config_digest": digest(config_section)}
+    atomic_write_json(layout.ablation_file(study, variant), record)
+
+
+def read_ablation(layout: RunLayout, study: str, variant: str, provenance: dict[str, str],
+                  config_section: dict) -> dict | None:
+    """The stored row of a variant made with these settings from this dataset and backbone, else None."""
+    path = layout.ablation_file(study, variant)
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    same = record.get("config_digest") == digest(config_section) and all(
+        record.get(k) == provenance[k] for k in PROVENANCE)
+    return record if same else None
+
+
+def write_ablation_table(layout: RunLayout, study: str, rows: list[dict]) -> pd.DataFrame:
+    """The variants' rows (in the given order) as metrics/<study>_ablations.csv."""
+    table = pd.DataFrame(rows)
+    atomic_write_text(layout.ablation_table(study), table.to_csv(index=False))
+    return table

@@ -153,6 +153,13 @@ class RunLayout:
     def metrics_files(self) -> list[Path]:
         return sorted(self.metrics.glob("*.json")) if self.metrics.exists() else []
 
+    def ablation_file(self, study: str, variant: str) -> Path:
+        """One JSON per ablation variant (e.g. of omniview_tuning): kept out of results.csv."""
+        return self.metrics / "ablations" / study / f"{variant}.json"
+
+    def ablation_table(self, study: str) -> Path:
+        return self.metrics / f"{study}_ablations.csv"
+
     def model_dir(self, method: str) -> Path:
         return self.root / "models" / method
 

@@ -42,7 +42,7 @@ run_dir = None
 # %%
 from IPython.display import Markdown, display
 
-from mvclip_utils import ovt, plots
+from mvclip_utils import metrics, ovt, plots
 from mvclip_utils.config import load_config
 from mvclip_utils.runs import RunLayout
 
@@ -93,3 +93,33 @@ plots.plot_zero_shot_comparison(run.zero_shot_by_view(), "Zero-shot accuracy per
 plots.plot_corruption_accuracy({n: e.corruptions for n, e in run.evaluations.items()},
                                "Zero-shot accuracy on the corrupted canonical view",
                                1 / run.evaluations["frozen"].row["n_categories"]);
+
+# %% [markdown]
+# ## Consistency of the tuned backbone
+# Notebook 04's metrics on the test objects' grid views. OVT should raise same-object
+# similarity (its VC loss pulls outlier views to their anchor); a cross-object similarity
+# rising just as much would mean the views were pulled together, not made consistent.
+
+# %%
+display(ovt.consistency_table(run).style.format("{:.3f}").set_caption(f"Consistency on the grid views, {run.backbone}"))
+mean, std = metrics.view_pair_matrices(run.evaluations[ovt.METHOD].image)
+plots.plot_view_pair_heatmaps(mean, std, run.views, f"Same-object cosine similarity after Omniview-Tuning");
+
+# %% [markdown]
+# ## Ablations
+# The paper's ablations, each a variant of the `ovt` section trained with the same budget
+# (`params/ovt_ablations.yaml`, `make ablations`); the default run trains none.
+
+# %%
+if run.ablations is None:
+    display(Markdown("No ablations in this config: run `make ablations` for the table."))
+else:
+    ablations = ovt.ablation_table(run)
+    display(ablations.style.format({c: "{:.3f}" for c in ablations.columns if c not in ("changes", "trainable")}
+                                   | {"trainable": "{:,}", "seconds": "{:.0f}"}))
+    display(Markdown(ovt.describe_ablations(ablations)))
+    frozen = ovt.paper_table(run).loc["frozen"]
+    plots.plot_ovt_ablations(ablations, "Ablations of Omniview-Tuning",
+                             {"clean": frozen["clean (canonical view)"], "2D-OOD": frozen["2D-OOD"],
+                              "viewpoint-OOD": frozen["viewpoint-OOD (other grid views)"]},
+                             1 / run.evaluations["frozen"].row["n_categories"]);

@@ -172,3 +172,39 @@ def test_lvis_categories_take_auto_or_a_list():
     cfg = make_config({"dataset": {"objaverse": {"lvis_categories": ["mug", "bottle"], "lvis_min_objects": 3}}})
     assert cfg.dataset.objaverse.lvis_categories == ["mug", "bottle"]
     assert make_config({"dataset": {"objaverse": {"lvis_categories": []}}}).dataset.objaverse.lvis_categories == []
+
+
+def test_extends_merges_a_params_file_under_this_one(tmp_path):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(deep_update(TINY, {"ovt": {"steps": 7, "lr": 0.01}})))
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\novt: {steps: 9}\nseed: 3\n")
+    cfg = load_config(tmp_path / "child.yaml")
+    assert (cfg.ovt.steps, cfg.ovt.lr, cfg.seed) == (9, 0.01, 3)  # mappings merge key by key
+    assert cfg.render.resolution == TINY["render"]["resolution"]
+    (tmp_path / "orphan.yaml").write_text("extends: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="extends: .*nowhere.yaml does not exist"):
+        load_config(tmp_path / "orphan.yaml")
+
+
+def test_ovt_ablations_change_only_the_keys_they_name_and_round_trip(tmp_path):
+    cfg = make_config({"ovt": {"steps": 5, "vc_weight": 1.0},
+                       "ovt_ablations": [{"name": "lora_only", "viformer_layers": 0}, {"name": "lambda_2", "vc_weight": 2}]})
+    lora_only, lambda_2 = cfg.ovt_ablations
+    assert lora_only.name == "lora_only" and lora_only.ovt.viformer_layers == 0 and lora_only.ovt.steps == 5
+    assert lambda_2.ovt.vc_weight == 2.0 and lambda_2.ovt.viformer_layers == cfg.ovt.viformer_layers
+    path = tmp_path / "run.yaml"
+    dump_config(cfg, path)
+    assert yaml.safe_load(path.read_text())["ovt_ablations"] == [{"name": "lora_only", "viformer_layers": 0},
+                                                                 {"name": "lambda_2", "vc_weight": 2.0}]
+    assert load_config(path).ovt_ablations == cfg.ovt_ablations
+    assert load_config(PARAMS_DIR / "ovt_ablations.yaml").run_name == "default"  # reuses the default run
+
+
+@pytest.mark.parametrize("ablations, message", [
+    ([{"name": "x", "lora_rank": 0, "viformer_layers": 0}], "ovt_ablations[0].lora_rank: and ovt_ablations[0].viformer_layers are both 0"),
+    ([{"name": "x", "vc_wieght": 2}], "ovt_ablations[0].vc_wieght: unknown key (did you mean 'vc_weight'?)"),
+    ([{"vc_weight": 2}], "ovt_ablations[0]: expected a mapping with a name"),
+    ([{"name": "a"}, {"name": "a"}], "ovt_ablations[1].name: expected a unique name"),
+    ({"name": "a"}, "ovt_ablations: expected a list"),
+])
+def test_bad_ovt_ablations_name_the_entry(ablations, message):
+    assert error_of({"ovt_ablations": ablations}).startswith(message)
