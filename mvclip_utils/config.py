@@ -8,6 +8,7 @@ did-you-mean). Later notebooks add sections by adding a dataclass field here.
 from __future__ import annotations
 
 import dataclasses
+import re
 import difflib
 import types
 import typing
@@ -91,10 +92,21 @@ class SplitConfig:
 
 
 @dataclass
+class Cifar100Config:
+    """CIFAR-100 for notebook 09 alone (params/cifar100_vitb32.yaml): the seed's own benchmark."""
+
+    root: str = "~/.cache/cifar100"  # torchvision's layout: <root>/cifar-100-python/{train,test,meta}
+    download: bool = True  # fetched once by torchvision when missing
+    val_fraction: float = 0.1  # of each class's training images, held out to pick the linear probe's C
+
+
+@dataclass
 class DatasetConfig:
-    source: Literal["procedural", "objaverse"] = "procedural"
+    # cifar100: no renders; only notebook 09 runs (pipeline.notebooks: "09").
+    source: Literal["procedural", "objaverse", "cifar100"] = "procedural"
     procedural: ProceduralConfig = field(default_factory=ProceduralConfig)
     objaverse: ObjaverseConfig = field(default_factory=ObjaverseConfig)
+    cifar100: Cifar100Config = field(default_factory=Cifar100Config)
     splits: SplitConfig = field(default_factory=SplitConfig)
 
 
@@ -220,8 +232,25 @@ class OVTConfig:
 
 
 @dataclass
+class ProbesConfig:
+    """Notebook 09: zero-shot, linear probe and few-shot classifiers on frozen features."""
+
+    shots: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])  # per class
+    seeds: int = 5  # draws of the shots per k (mean and standard error over them)
+    epochs: int = 100  # full-batch Adam steps of a few-shot fit
+    lr: float = 0.01
+    # The linear probe's inverse regularisation, swept on `val` (the CLIP paper's protocol).
+    # (on standardised features; swept upwards, each fit warm-started from the last).
+    linear_probe_Cs: list[float] = field(default_factory=lambda: [0.001, 0.00316, 0.01, 0.0316, 0.1, 0.316, 1.0,
+                                                                  3.16, 10.0, 31.6, 100.0])
+    max_iter: int = 1000  # of scikit-learn's L-BFGS
+
+
+@dataclass
 class PipelineConfig:
     notebook_timeout_s: int = 3600
+    # Which notebooks a run has, as --only takes them ("09", "01-04,08"); empty = every one.
+    notebooks: str = ""
 
 
 @dataclass
@@ -243,6 +272,7 @@ class RunConfig:
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     ovt: OVTConfig = field(default_factory=OVTConfig)
+    probes: ProbesConfig = field(default_factory=ProbesConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     # Variants of `ovt` that notebook 08 trains and tabulates too (params/ovt_ablations.yaml); none by default.
     ovt_ablations: list[OVTAblation] = field(default_factory=list, metadata={"internal": True})
@@ -424,6 +454,23 @@ def _check_semantics(cfg: RunConfig) -> None:
         _check_range(key, value, 0)
     for key, o in [("ovt", cfg.ovt)] + [(f"ovt_ablations[{i}]", x.ovt) for i, x in enumerate(cfg.ovt_ablations)]:
         _check_ovt(key, o)
+    if cfg.pipeline.notebooks and not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", cfg.pipeline.notebooks.replace(" ", "")):
+        _fail("pipeline.notebooks", f"expected numbers and ranges such as '09' or '01-04,08', got "
+                                    f"{cfg.pipeline.notebooks!r}")
+    if cfg.dataset.source == "cifar100":
+        if cfg.pipeline.notebooks.strip() not in ("09", "9"):
+            _fail("pipeline.notebooks", f"dataset.source cifar100 has no renders: only notebook 09 runs on it; set "
+                                        f"pipeline.notebooks: \"09\" (got {cfg.pipeline.notebooks!r})")
+        _check_range("dataset.cifar100.val_fraction", cfg.dataset.cifar100.val_fraction, 0.001, 0.5, "a fraction")
+    pr = cfg.probes
+    if not pr.shots or any(k < 1 for k in pr.shots):
+        _fail("probes.shots", f"expected a list of shot counts of at least 1, got {pr.shots}")
+    _check_range("probes.seeds", pr.seeds, 2, what="a number of seeds (standard errors need two)")
+    _check_range("probes.epochs", pr.epochs, 1, what="an integer")
+    _check_range("probes.max_iter", pr.max_iter, 1, what="an integer")
+    _check_range("probes.lr", pr.lr, 1e-8, 10.0, "a learning rate")
+    if not pr.linear_probe_Cs or any(c <= 0 for c in pr.linear_probe_Cs):
+        _fail("probes.linear_probe_Cs", f"expected positive values of C, got {pr.linear_probe_Cs}")
     if cfg.heads.objects_per_batch == 1 or cfg.heads.objects_per_batch < 0:
         _fail("heads.objects_per_batch", f"expected 0 (every training object) or at least 2 (other objects are "
                                          f"the negatives), got {cfg.heads.objects_per_batch}")

@@ -42,6 +42,7 @@ class Embeddings:
     dataset_fingerprint: str  # what the file was made from
     backbone_identity: str
     embed_settings: str  # digest of the prompt templates
+    logit_scale: float  # the backbone's (exp of its parameter): zero-shot logits = scale x cosine
     from_cache: bool = field(default=False, compare=False)  # set by embed_dataset; not stored
 
     @property
@@ -59,6 +60,12 @@ class Embeddings:
         keep = self.splits == name
         return replace(self, image=self.image[keep], text=self.text[keep], object_ids=self.object_ids[keep],
                        categories=self.categories[keep], splits=self.splits[keep], from_cache=False)
+
+
+def backbone_logit_scale(model: torch.nn.Module) -> float:
+    """exp(logit_scale) of an open_clip model (1 when it has none)."""
+    scale = getattr(model, "logit_scale", None)
+    return float(scale.detach().float().exp()) if scale is not None else 1.0
 
 
 def category_prompt(category: str) -> str:
@@ -112,6 +119,7 @@ def embed_dataset(cfg: RunConfig, layout: RunLayout, backbone: Backbone, progres
         splits=objects.split.to_numpy(dtype=str), backbone=backbone.name,
         category_text_unseen=encode_category_prompts(backbone, categories,
                                                      cfg.embed.unseen_prompt_templates).cpu().numpy(),
+        logit_scale=backbone_logit_scale(backbone.model),
         **made_from,
     )
     atomic_savez(path, **{k: v for k, v in emb.__dict__.items() if k != "from_cache"})
@@ -127,7 +135,8 @@ def _read_npz(path: Path) -> Embeddings | None:
         fields = [f for f in Embeddings.__dataclass_fields__ if f != "from_cache"]
         if any(f not in data.files for f in fields):
             return None
-        return Embeddings(**{f: (str(data[f]) if f in _STRING_FIELDS else data[f]) for f in fields})
+        return Embeddings(**{f: (str(data[f]) if f in _STRING_FIELDS else float(data[f]) if f == "logit_scale"
+                                 else data[f]) for f in fields})
 
 
 def load_embeddings(layout: RunLayout, cfg: RunConfig) -> Embeddings:
@@ -153,3 +162,26 @@ def load_embeddings(layout: RunLayout, cfg: RunConfig) -> Embeddings:
         raise StaleArtifactError(path, "made with other embed.prompt_templates / unseen_prompt_templates",
                                  "03_embed")
     return emb
+
+
+def backbone_variants(layout: RunLayout, cfg: RunConfig) -> dict[str, Embeddings]:
+    """Every embeddings file of the run's backbone and of the backbones tuned from it (notebook 08
+    writes `<slug>+<method>.npz`), keyed by the results row they belong to: `baseline` for the
+    backbone itself, else the tuning method. Files of another backbone, dataset or prompt
+    settings are left out."""
+    from .backbone import read_backbone_record
+
+    dataset = dataset_fingerprint(layout)
+    base = read_backbone_record(layout, dataset=dataset)["identity"]
+    variants = {}
+    for path in sorted(layout.embeddings.glob("*.npz")):
+        emb = _read_npz(path)
+        if emb is None or emb.dataset_fingerprint != dataset or emb.embed_settings != embed_settings(cfg):
+            continue
+        if emb.backbone_identity == base:
+            variants["baseline"] = emb
+        elif emb.backbone_identity.startswith(base + "|"):
+            variants[emb.backbone_identity[len(base) + 1:].split(":")[0]] = emb
+    if "baseline" not in variants:
+        raise FileNotFoundError(f"no current embeddings of the run's backbone in {layout.embeddings}: run 03_embed")
+    return dict(sorted(variants.items(), key=lambda kv: kv[0] != "baseline"))

@@ -171,7 +171,12 @@ def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None, onl
     cfg_path = Path(config_path).resolve()
     cfg = load_config(cfg_path)  # validated before any work
     available = discover_notebooks(notebooks_dir)
-    selected = parse_only(only, available)
+    run_has = parse_only(cfg.pipeline.notebooks or None, available)  # the config's notebooks (all by default)
+    selected = [n for n in parse_only(only, available) if n in run_has]
+    if not selected:
+        raise ValueError(f"--only {only} selects none of this config's notebooks (pipeline.notebooks: "
+                         f"{cfg.pipeline.notebooks!r})")
+    available = {n: p for n, p in available.items() if n in run_has}
     layout = RunLayout.for_run(cfg.run_name, run_dir)
     layout.root.mkdir(parents=True, exist_ok=True)
     swept = sweep_temp_files(layout.root)  # what interrupted atomic writes left behind

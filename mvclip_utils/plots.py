@@ -374,3 +374,70 @@ def plot_ovt_ablations(table: pd.DataFrame, title: str, frozen: dict[str, float]
     ax.legend(fontsize=8, ncol=len(splits) + 1, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     fig.tight_layout()
     return fig
+
+
+INIT_STYLE = {"random": dict(color="C3", marker="o", label="random init"),
+              "zero_shot": dict(color="C0", marker="s", label="zero-shot init")}
+
+
+def _few_shot_lines(ax, summary: pd.DataFrame, zero_shot: float, chance: float, linestyle: str = "-",
+                    suffix: str = "") -> None:
+    for init, style in INIT_STYLE.items():
+        rows = summary[summary.init == init].sort_values("k")
+        if len(rows):
+            ax.errorbar(rows.k, rows["mean"], yerr=rows.stderr, capsize=3, ls=linestyle,
+                        **{**style, "label": style["label"] + suffix})
+    ax.axhline(zero_shot, color="k", ls="--", lw=1, label="zero-shot")
+    ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(summary.k.unique()), [str(k) for k in sorted(summary.k.unique())])
+
+
+def plot_few_shot(summary: pd.DataFrame, zero_shot: float, chance: float, title: str) -> plt.Figure:
+    """The seed's figure: accuracy vs shots per class, random vs zero-shot init, zero-shot as a line;
+    error bars are standard errors over seeds (`summary`: probes.few_shot_summary rows of one pool and set)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    _few_shot_lines(ax, summary, zero_shot, chance)
+    ax.set(xlabel="shots per class", ylabel="accuracy", ylim=(0, 1.02), title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_few_shot_curve(curves: dict[str, np.ndarray], title: str) -> plt.Figure:
+    """The seed's overfitting figure: validation accuracy of the 1-shot classifiers per epoch (mean ±
+    standard error over seeds; `curves`: init -> [seeds, epochs + 1])."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for init, curve in curves.items():
+        mean = curve.mean(0)
+        se = curve.std(0, ddof=1) / np.sqrt(len(curve)) if len(curve) > 1 else np.zeros_like(mean)
+        epochs = np.arange(len(mean))
+        ax.plot(epochs, mean, color=INIT_STYLE[init]["color"], label=INIT_STYLE[init]["label"])
+        ax.fill_between(epochs, mean - se, mean + se, color=INIT_STYLE[init]["color"], alpha=0.2)
+    ax.set(xlabel="epoch (full-batch step)", ylabel="validation accuracy", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_few_shot_by_view(summary: pd.DataFrame, zero_shot: dict[str, float], chance: float,
+                          title: str) -> plt.Figure:
+    """One panel per evaluation set: accuracy vs shots for shots from the canonical view (dashed) and
+    from random grid views (solid), both inits, zero-shot as a line."""
+    sets = [s for s in zero_shot if s in set(summary.eval_on)]
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 3.8), sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], sets):
+        rows = summary[summary.eval_on == name]
+        for pool, ls in (("random grid views", "-"), ("canonical view", "--")):
+            part = rows[rows.shots_from == pool]
+            if len(part):
+                _few_shot_lines(ax, part, zero_shot[name], chance, ls, f", shots: {pool}")
+        ax.set(xlabel="shots per class", title=f"evaluated on: {name}", ylim=(0, 1.02))
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+    axes[0][0].set_ylabel("accuracy")
+    fig.legend(unique.values(), unique.keys(), fontsize=8, ncol=3, loc="lower center", bbox_to_anchor=(0.5, -0.08),
+               frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -142,3 +142,31 @@ def write_ablation_table(layout: RunLayout, study: str, rows: list[dict]) -> pd.
     table = pd.DataFrame(rows)
     atomic_write_text(layout.ablation_table(study), table.to_csv(index=False))
     return table
+
+
+# ----------------------------------------------------------------------------- probes (notebook 09)
+
+
+def write_probes(layout: RunLayout, per_backbone: dict[str, dict], fits: pd.DataFrame) -> None:
+    """metrics/probes.json (per results row: backbone, zero-shot, linear probe, headline numbers) and
+    metrics/probes.csv (every few-shot fit)."""
+    atomic_write_json(layout.probes_file, per_backbone)
+    atomic_write_text(layout.probes_table, fits.to_csv(index=False))
+
+
+def add_columns(layout: RunLayout, method: str, columns: dict, provenance: dict[str, str]) -> bool:
+    """Put extra columns (e.g. 09's probe numbers) into an existing results row made from the same
+    dataset and prompts, by the same backbone or (a tuning method's row) by one tuned from the row's
+    backbone (identity `<row's>|<method>:<adapters>`); False (nothing written) when there is no such row."""
+    path = layout.metrics_file(method)
+    if not path.exists():
+        return False
+    record = json.loads(path.read_text())
+    identity = str(record.get("backbone_identity"))
+    same_backbone = provenance["backbone_identity"] == identity or \
+        provenance["backbone_identity"].startswith(f"{identity}|{method}:")
+    if not same_backbone or any(record.get(k) != provenance[k] for k in ("dataset_fingerprint", "embed_settings")):
+        return False
+    atomic_write_json(path, {**record, **columns})
+    rebuild_results_table(layout)
+    return True

@@ -151,7 +151,18 @@ class RunLayout:
         return self.metrics / f"{method}.json"
 
     def metrics_files(self) -> list[Path]:
-        return sorted(self.metrics.glob("*.json")) if self.metrics.exists() else []
+        """The per-method JSONs (results rows), not the probes' file."""
+        return sorted(p for p in self.metrics.glob("*.json") if p != self.probes_file) if self.metrics.exists() else []
+
+    @property
+    def probes_file(self) -> Path:
+        """Notebook 09's results per backbone variant: zero-shot, linear probe, few-shot summaries."""
+        return self.metrics / "probes.json"
+
+    @property
+    def probes_table(self) -> Path:
+        """Every few-shot fit: backbone, k, init, seed, shots drawn from, evaluated on, accuracy."""
+        return self.metrics / "probes.csv"
 
     def ablation_file(self, study: str, variant: str) -> Path:
         """One JSON per ablation variant (e.g. of omniview_tuning): kept out of results.csv."""

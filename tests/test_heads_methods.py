@@ -65,7 +65,7 @@ def synthetic_embeddings(n_per_split=8, views=6, dim=16, seed=0) -> tuple[Embedd
                      np.array([f"o{i}" for i in range(n)]), np.array([f"el+10_az{a:03d}" for a in range(0, 300, 60)]
                                                                       + ["ood_x"]),
                      categories, np.array(list("abcd")), np.repeat(["train", "val", "test"], n_per_split), "synthetic",
-                     cat_text.astype(np.float32), "dataset", "backbone", "embed")
+                     cat_text.astype(np.float32), "dataset", "backbone", "embed", 100.0)
     views_table = pd.DataFrame({"view_id": emb.view_ids, "azimuth_deg": [0, 60, 120, 180, 240, 0],
                                 "elevation_deg": [10] * 5 + [90], "distance": 1.5,
                                 "kind": ["grid"] * 5 + ["ood"]})

@@ -60,6 +60,7 @@ def test_adapters_round_trip_exactly_and_make_a_backbone(tmp_path):
     backbone = Backbone(copy.deepcopy(base), None, None, torch.device("cpu"), False, "tiny", "tiny", "tiny|abc")
     tuned_bb = tuned_backbone(backbone, path)
     assert tuned_bb.slug == "tiny+omniview_tuning" and tuned_bb.identity.startswith("tiny|abc|omniview_tuning:")
+    assert not any("lora_" in n for n, _ in backbone.model.named_parameters())  # the base backbone is untouched
     images = torch.randint(0, 256, (4, 64, 64, 3), dtype=torch.uint8)
     torch.testing.assert_close(tuned_bb.encode_images(InputTransform.for_model(base)(images)),
                                torch.nn.functional.normalize(again.encode_image(InputTransform.for_model(base)(images)),
@@ -156,3 +157,27 @@ def test_caption_bank_draws_captions_or_category_prompts_and_ids_mark_identical_
     text, ids = bank.sample(objects, torch.Generator().manual_seed(1))
     assert (text >= 0).all() and torch.equal((text[:, None] == text[None]).all(-1), ids[:, None] == ids[None])
     assert all(any(torch.equal(text[i], caption[objects[i], j]) for j in range(2)) for i in range(len(objects)))
+
+
+def test_the_outcome_and_ablation_findings_follow_the_numbers():
+    import pandas as pd
+
+    from mvclip_utils.ovt import describe_ablations, describe_outcome
+
+    columns = ["clean (canonical view)", "2D-OOD", "viewpoint-OOD (other grid views)", "same-object", "cross-object",
+               "view mAP"]
+    table = pd.DataFrame([[0.95, 0.75, 0.31, 0.86, 0.74, 0.17], [0.95, 0.75, 0.56, 0.93, 0.82, 0.19],
+                          [0.94, 0.70, 0.56, 0.95, 0.87, 0.20]], index=["frozen", "itc_finetune", "omniview_tuning"],
+                         columns=columns)
+    text = describe_outcome(table)
+    assert "+25.0 points over the frozen backbone (target +20: met" in text
+    assert "Clean: -1.0 points (target within 2: met); 2D-OOD: -5.0 points (target within 3: **missed**" in text
+    assert "+0.0 points on viewpoint-OOD — OVT is **not** better" in text
+    assert "same-object similarity +2.0 points, cross-object +5.0" in text and "views pulled together" in text
+    table.loc["omniview_tuning", "viewpoint-OOD (other grid views)"] = 0.60
+    assert "+4.0 points on viewpoint-OOD — OVT is better." in describe_outcome(table)
+
+    ablations = pd.DataFrame({"changes": ["(the run's ovt)", "lora_rank=0"], "clean": [0.94, 0.90],
+                              "viewpoint-OOD": [0.56, 0.40]}, index=["omniview_tuning", "viformer_only"])
+    assert describe_ablations(ablations) == ("- **viformer_only** (lora_rank=0): viewpoint-OOD -16.0 points, "
+                                             "clean -4.0 points against the full OVT.")

@@ -4,6 +4,7 @@ import json
 import re
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -66,7 +67,7 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     assert "No asset failed." in report
     assert "failed=0" in report and len(re.findall("rendering 480 views", report)) == 1, "one coalesced progress line"
     for stem in ["02_backbone", "03_embed", "04_baseline", "05_object_head", "06_contrastive_head",
-                 "07_autoencoder", "08_omniview_tuning", "12_summary"]:
+                 "07_autoencoder", "08_omniview_tuning", "09_zero_shot_probes", "12_summary"]:
         html = (run_dir / "reports" / f"{stem}.html").read_text()
         assert "mvclip-tiny" in html, f"{stem} must say which backbone made its numbers"
         assert "Traceback" not in html
@@ -83,6 +84,21 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     assert results.set_index("method").loc["omniview_tuning", "trainable_parameters"] > 0
     for method in ["object_head", "contrastive_head", "autoencoder"]:
         assert (run_dir / "models" / method / "model.pt").exists()
+    ablations = pd.read_csv(run_dir / "metrics" / "omniview_tuning_ablations.csv")
+    assert ablations.variant.tolist() == ["omniview_tuning", "itc_finetune", "lora_only"]
+    assert "Ablations of Omniview-Tuning" in ovt_report or ovt_report.count("data:image/png") >= 4
+    # 09 probed the frozen backbone and both tuned ones (their embeddings written by 08).
+    probes_html = (run_dir / "reports" / "09_zero_shot_probes.html").read_text()
+    assert probes_html.count("data:image/png") >= 3 and "zero-shot init" in probes_html
+    fits = pd.read_csv(run_dir / "metrics" / "probes.csv")
+    assert set(fits.method) == {"baseline", "itc_finetune", "omniview_tuning"}
+    assert set(fits.k) == {1, 2} and set(fits.seed) == {0, 1} and set(fits.init) == {"random", "zero_shot"}
+    probed = json.loads((run_dir / "metrics" / "probes.json").read_text())
+    rows = results.set_index("method")
+    assert rows.loc["baseline", "probe_zero_shot"] == pytest.approx(probed["baseline"]["probe_zero_shot"])
+    assert rows.loc["omniview_tuning", "probe_1shot_zero_shot"] == \
+        pytest.approx(probed["omniview_tuning"]["probe_1shot_zero_shot"])
+    assert np.isnan(rows.loc["object_head", "probe_linear"])  # the heads are not backbones: no probe columns
     summary_html = (run_dir / "reports" / "12_summary.html").read_text()
     assert "0.893 ± 0.067" in summary_html  # the seed's published table beside ours
     assert "05_object_head.html" in summary_html and "04_baseline.html" in summary_html  # the figure index

@@ -93,6 +93,7 @@ def test_embeddings_cover_every_view_and_are_cached(rendered):
     assert emb.category_text_unseen.shape == (3, 128)
     assert not np.allclose(emb.category_text_unseen, emb.category_text)
     assert emb.image.shape == (6, 10, 128) and emb.text.shape == (6, 128) and emb.category_text.shape == (3, 128)
+    assert emb.logit_scale == pytest.approx(100.0)  # the backbone's, carried for the probes' zero-shot classifier
     np.testing.assert_allclose(np.linalg.norm(emb.image, axis=-1), 1, atol=1e-5)
     assert list(emb.category_names) == ["bottle", "car", "mug"]
     assert [emb.category_names[k] for k in emb.labels] == list(emb.categories)
@@ -106,7 +107,8 @@ def test_embeddings_cover_every_view_and_are_cached(rendered):
     path = layout.embeddings_file(backbone.slug)
     mtime = path.stat().st_mtime_ns
     assert not emb.from_cache
-    assert embed_dataset(cfg, layout, backbone, progress=False).from_cache
+    cached = embed_dataset(cfg, layout, backbone, progress=False)
+    assert cached.from_cache and cached.logit_scale == emb.logit_scale
     assert path.stat().st_mtime_ns == mtime, "same backbone and dataset: loaded from the cache"
     loaded = load_embeddings(layout, cfg)
     np.testing.assert_array_equal(loaded.image, emb.image)

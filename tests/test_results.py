@@ -88,3 +88,38 @@ def test_a_backbone_record_of_another_dataset_is_refused(tmp_path):
                                                "dataset_fingerprint": dataset_fingerprint(layout)})
     assert read_backbone_record(layout)["slug"] == "mvclip-tiny"
 
+
+
+def test_an_ablation_variant_is_read_back_only_with_the_same_settings_dataset_and_backbone(tmp_path):
+    layout = RunLayout(tmp_path)
+    provenance = {"dataset_fingerprint": "d1", "backbone_identity": "b1", "embed_settings": "e1"}
+    section = {"vc_weight": 2.0, "steps": 10}
+    results.write_ablation(layout, "omniview_tuning", "lambda_2", {"zero_shot_accuracy_canonical": 0.5}, provenance,
+                           section)
+    row = results.read_ablation(layout, "omniview_tuning", "lambda_2", provenance, dict(section))
+    assert row["zero_shot_accuracy_canonical"] == 0.5 and row["variant"] == "lambda_2"
+    assert results.read_ablation(layout, "omniview_tuning", "lambda_2", provenance, {**section, "steps": 11}) is None
+    assert results.read_ablation(layout, "omniview_tuning", "lambda_2", {**provenance, "backbone_identity": "b2"},
+                                 section) is None
+    assert results.read_ablation(layout, "omniview_tuning", "lambda_0.5", provenance, section) is None
+    assert layout.metrics_files() == []  # ablations never enter results.csv
+    table = results.write_ablation_table(layout, "omniview_tuning", [row, {**row, "variant": "other"}])
+    assert list(pd.read_csv(layout.ablation_table("omniview_tuning")).variant) == list(table.variant) == \
+        ["lambda_2", "other"]
+
+
+def test_probe_columns_join_the_row_of_their_backbone_or_of_the_method_that_tuned_it(tmp_path, monkeypatch):
+    layout = RunLayout(tmp_path)
+    base = {"dataset_fingerprint": "d1", "backbone_identity": "tiny|abc", "embed_settings": "e1"}
+    for method in ("baseline", "omniview_tuning"):
+        atomic_write_json(layout.metrics_file(method), {"method": method, "zero_shot_accuracy": 0.5, **base})
+    tuned = {**base, "backbone_identity": "tiny|abc|omniview_tuning:f00"}
+    monkeypatch.setattr(results, "rebuild_results_table", lambda layout: None)  # the join alone
+    assert results.add_columns(layout, "baseline", {"probe_linear": 0.7}, base)
+    assert results.add_columns(layout, "omniview_tuning", {"probe_linear": 0.8}, tuned)
+    assert not results.add_columns(layout, "baseline", {"probe_linear": 0.9}, tuned)  # another backbone
+    assert not results.add_columns(layout, "baseline", {"probe_linear": 0.9}, {**base, "dataset_fingerprint": "d2"})
+    assert not results.add_columns(layout, "itc_finetune", {"probe_linear": 0.9}, base)  # no such row
+    rows = {m: json.loads(layout.metrics_file(m).read_text()) for m in ("baseline", "omniview_tuning")}
+    assert rows["baseline"]["probe_linear"] == 0.7 and rows["omniview_tuning"]["probe_linear"] == 0.8
+    assert rows["baseline"]["zero_shot_accuracy"] == 0.5  # the row's own columns kept
