@@ -205,8 +205,9 @@ def test_objaverse_run_renders_real_glbs_and_records_a_corrupt_one(tmp_path):
         "dataset": {"source": "objaverse", "objaverse": {"download_processes": 4,
                                                              "lvis_categories": ["mug", "bottle"]},
                     "splits": {"pretrain": 0.0, "train": 0.34, "val": 0.33, "test": 0.33}},
-        # The real study's backbone (not pretrained here, so no pretrain split); 01 never loads it.
-        "backbone": {"model": "ViT-B-32", "pretrained": "openai"}})
+        # The real study's backbone (not pretrained here, so no pretrain split, and so no clean views
+        # for OVT); 01 never loads it.
+        "backbone": {"model": "ViT-B-32", "pretrained": "openai"}, "ovt": {"clean_per_batch": 0}})
     run_dir = tmp_path / "run"
     result = run_module("mvclip_utils.dataset", "--config", str(config), "--run-dir", str(run_dir), "--quiet",
                         env={"HOME": str(home)})
