@@ -247,6 +247,22 @@ class ProbesConfig:
 
 
 @dataclass
+class DecodingConfig:
+    """Notebook 10: a VQ-VAE decoding the renders from frozen CLIP spatial features vs its own encoder."""
+
+    codebook_size: int = 128
+    code_width: int = 32
+    decay: float = 0.99  # of the EMA codebook
+    commitment: float = 0.25  # beta
+    channels: int = 48  # of the conv decoder (and of the own encoder)
+    steps: int = 500
+    batch_size: int = 64
+    lr: float = 0.002
+    validate_every: int = 100
+    seed: int = 0
+
+
+@dataclass
 class PipelineConfig:
     notebook_timeout_s: int = 3600
     # Which notebooks a run has, as --only takes them ("09", "01-04,08"); empty = every one.
@@ -273,6 +289,7 @@ class RunConfig:
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     ovt: OVTConfig = field(default_factory=OVTConfig)
     probes: ProbesConfig = field(default_factory=ProbesConfig)
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     # Variants of `ovt` that notebook 08 trains and tabulates too (params/ovt_ablations.yaml); none by default.
     ovt_ablations: list[OVTAblation] = field(default_factory=list, metadata={"internal": True})
@@ -462,6 +479,14 @@ def _check_semantics(cfg: RunConfig) -> None:
             _fail("pipeline.notebooks", f"dataset.source cifar100 has no renders: only notebook 09 runs on it; set "
                                         f"pipeline.notebooks: \"09\" (got {cfg.pipeline.notebooks!r})")
         _check_range("dataset.cifar100.val_fraction", cfg.dataset.cifar100.val_fraction, 0.001, 0.5, "a fraction")
+    dc = cfg.decoding
+    for key, value in {"decoding.codebook_size": dc.codebook_size, "decoding.code_width": dc.code_width,
+                       "decoding.channels": dc.channels, "decoding.steps": dc.steps,
+                       "decoding.batch_size": dc.batch_size, "decoding.validate_every": dc.validate_every}.items():
+        _check_range(key, value, 1, what="an integer")
+    _check_range("decoding.decay", dc.decay, 0.0, 0.9999, "an EMA decay")
+    _check_range("decoding.commitment", dc.commitment, 0.0, 100.0, "a weight")
+    _check_range("decoding.lr", dc.lr, 1e-8, 1.0, "a learning rate")
     pr = cfg.probes
     if not pr.shots or any(k < 1 for k in pr.shots):
         _fail("probes.shots", f"expected a list of shot counts of at least 1, got {pr.shots}")

@@ -441,3 +441,56 @@ def plot_few_shot_by_view(summary: pd.DataFrame, zero_shot: dict[str, float], ch
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_image_rows(rows: dict[str, np.ndarray], title: str, labels: list[str] | None = None) -> plt.Figure:
+    """Rows of uint8 images [n, S, S, 3] (e.g. truth / reconstruction A / reconstruction B), one column each."""
+    n = len(next(iter(rows.values())))
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.25 * n, 1.35 * len(rows) + 0.4), squeeze=False)
+    for r, (name, images) in enumerate(rows.items()):
+        for i in range(n):
+            ax = axes[r][i]
+            ax.imshow(images[i])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_ylabel(name, fontsize=7)
+            if labels and r == 0:
+                ax.set_title(labels[i], fontsize=5)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_decoding_curves(curves: dict, labels: dict[str, str], title: str) -> plt.Figure:
+    """Training loss per step (smoothed) and validation MSE of each decoder."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for i, (kind, result) in enumerate(curves.items()):
+        losses = np.asarray(result.losses)
+        window = max(1, len(losses) // 40)
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.plot(np.arange(len(smooth)) + window - 1, smooth, color=f"C{i}", lw=1, label=f"{labels[kind]}, train")
+        ax.plot(result.val_steps, result.val_losses, "o--", color=f"C{i}", ms=3, label=f"{labels[kind]}, val MSE")
+    ax.set(xlabel="step", ylabel="loss", yscale="log", title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_metric_by_view(by_view: dict[str, pd.DataFrame], column: str, labels: dict[str, str], canonical: str,
+                        ylabel: str, title: str) -> plt.Figure:
+    """A per-view metric (grid views in order, then ood) for several models, the canonical view marked."""
+    fig, ax = plt.subplots(figsize=(11, 3.2))
+    for i, (kind, frame) in enumerate(by_view.items()):
+        x = np.arange(len(frame))
+        ax.errorbar(x, frame[column], yerr=frame.get("stderr"), marker="o", ms=2.5, lw=1, capsize=1.5,
+                    color=f"C{i}", label=labels[kind])
+    first = next(iter(by_view.values()))
+    c = first.view_id.tolist().index(canonical)
+    ax.axvline(c, color="grey", ls=":", lw=1, label=f"canonical ({canonical})")
+    ax.set_xticks(np.arange(len(first))[::3], [v.removeprefix("ood_") for v in first.view_id][::3], rotation=90,
+                  fontsize=6)
+    ax.set(ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

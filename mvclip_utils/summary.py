@@ -38,6 +38,8 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
     retrieval over the grid views; zero-shot accuracy by kind of view; the ood views' similarity to
     their object's grid views; reconstruction where there is one."""
     results = results.set_index("method")
+    if "same_object_mean" in results:  # rows of embedding methods (not 10's image decoders)
+        results = results[results.same_object_mean.notna()]
     table = pd.DataFrame(index=results.index)
     for metric in ("same_object", "cross_object", "text_image"):
         table[HEADLINE_COLUMNS[f"{metric}_mean"]] = _mean_std(results, metric)

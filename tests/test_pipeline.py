@@ -67,7 +67,8 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     assert "No asset failed." in report
     assert "failed=0" in report and len(re.findall("rendering 480 views", report)) == 1, "one coalesced progress line"
     for stem in ["02_backbone", "03_embed", "04_baseline", "05_object_head", "06_contrastive_head",
-                 "07_autoencoder", "08_omniview_tuning", "09_zero_shot_probes", "12_summary"]:
+                 "07_autoencoder", "08_omniview_tuning", "09_zero_shot_probes", "10_vqvae_decoding",
+                 "12_summary"]:
         html = (run_dir / "reports" / f"{stem}.html").read_text()
         assert "mvclip-tiny" in html, f"{stem} must say which backbone made its numbers"
         assert "Traceback" not in html
@@ -75,9 +76,14 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     assert baseline.count("data:image/png;base64") >= 4  # heatmaps, text-image matrix, zero-shot by view/elevation
     results = pd.read_csv(run_dir / "metrics" / "results.csv")
     assert results.method.tolist() == ["baseline", "object_head", "contrastive_head", "autoencoder", "itc_finetune",
-                                       "omniview_tuning"]
+                                       "omniview_tuning", "vqvae_clip_features", "vqvae_own_encoder"]
     assert results.backbone.str.startswith("mvclip-tiny").all()
-    assert results.reconstruction_l2.notna().tolist() == [False, False, False, True, False, False]
+    assert results.reconstruction_l2.notna().tolist() == [False, False, False, True, False, False, False, False]
+    assert results.pixel_mse.notna().tolist() == [False] * 6 + [True, True]  # 10's decoders
+    decoding_html = (run_dir / "reports" / "10_vqvae_decoding.html").read_text()
+    assert decoding_html.count("data:image/png") >= 4 and "Blurrier from CLIP features?" in decoding_html
+    for method in ("vqvae_clip_features", "vqvae_own_encoder"):
+        assert (run_dir / "models" / method / "model.pt").exists()
     ovt_report = (run_dir / "reports" / "08_omniview_tuning.html").read_text()
     assert "2D-OOD" in ovt_report and "viewpoint-OOD" in ovt_report and ovt_report.count("data:image/png") >= 2
     assert (run_dir / "models" / "omniview_tuning" / "adapters.pt").exists()
@@ -119,7 +125,7 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     # Headline numbers say which views they cover; zero-shot with prompts pretraining never saw.
     assert "grid views" in baseline and "Is this CLIP" in baseline
     assert results.n_grid_views[0] == 8 and results.n_ood_views[0] == 2
-    assert results.zero_shot_accuracy_canonical_unseen_prompts.notna().all()
+    assert results.zero_shot_accuracy_canonical_unseen_prompts.notna().tolist() == [True] * 6 + [False] * 2
     assert "unseen prompt templates" in (run_dir / "reports" / "02_backbone.html").read_text()
 
     # The all-views control is another backbone: its own files, and the canonical model's rows
@@ -136,7 +142,7 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     assert results.method.tolist() == ["baseline"] and "all views" in results.backbone[0]
     stale = pd.read_csv(run_dir / "metrics" / "stale_results.csv")
     assert sorted(stale.method) == ["autoencoder", "contrastive_head", "itc_finetune", "object_head",
-                                    "omniview_tuning"]
+                                    "omniview_tuning", "vqvae_clip_features", "vqvae_own_encoder"]
     summary_html = (run_dir / "reports" / "12_summary.html").read_text()
     assert "Stale rows, not merged" in summary_html
     index = (run_dir / "index.html").read_text()
