@@ -253,10 +253,11 @@ class DecodingConfig:
     codebook_size: int = 128
     code_width: int = 32
     decay: float = 0.99  # of the EMA codebook
+    restart_below: float = 0.1  # EMA count under which a code is restarted on a batch vector; 0 = never
     commitment: float = 0.25  # beta
     channels: int = 48  # of the conv decoder (and of the own encoder)
-    steps: int = 500
-    batch_size: int = 64
+    steps: int = 1000  # measured: 1000 x 32 reaches val MSE ~0.017 where 500 x 64 stopped at ~0.022
+    batch_size: int = 32
     lr: float = 0.002
     validate_every: int = 100
     seed: int = 0
@@ -485,6 +486,7 @@ def _check_semantics(cfg: RunConfig) -> None:
                        "decoding.batch_size": dc.batch_size, "decoding.validate_every": dc.validate_every}.items():
         _check_range(key, value, 1, what="an integer")
     _check_range("decoding.decay", dc.decay, 0.0, 0.9999, "an EMA decay")
+    _check_range("decoding.restart_below", dc.restart_below, 0.0, 1e6, "an EMA count")
     _check_range("decoding.commitment", dc.commitment, 0.0, 100.0, "a weight")
     _check_range("decoding.lr", dc.lr, 1e-8, 1.0, "a learning rate")
     pr = cfg.probes

@@ -86,3 +86,15 @@ def test_spatial_features_of_a_random_vit_b_32_at_224_px_are_a_7_by_7_grid():
     with torch.no_grad():
         assert spatial_features(backbone, x).shape == (2, 512, 7, 7)  # projected into the joint space
         assert spatial_features(backbone, x, project=False).shape == (2, 768, 7, 7)  # the tower's width
+
+
+def test_a_dead_code_is_restarted_on_a_vector_of_the_batch():
+    book = EMACodebook(size=3, width=2, decay=0.5, restart_below=0.6)
+    with torch.no_grad():
+        book.embedding.copy_(torch.tensor([[0.0, 0.0], [10.0, 0.0], [100.0, 100.0]]))
+        book.embedding_sum.copy_(book.embedding)
+        book.cluster_size.fill_(1.0)
+    z = torch.tensor([[1.0, 0.0], [9.0, 0.0]])
+    book.update(z, book.assign(z))  # code 2 unused: its count falls to 0.5 < 0.6
+    assert book.cluster_size[2] == 1.0 and any(torch.equal(book.embedding[2], v) for v in z)
+    torch.testing.assert_close(book.cluster_size[:2], torch.tensor([1.0, 1.0]))  # 0.5 * 1 + 0.5 * 1
