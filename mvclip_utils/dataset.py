@@ -379,3 +379,47 @@ class ObjectViewBatches:
             for start in range(0, (self.n_objects // self.p) * self.p, self.p):
                 objects = order[start: start + self.p]
                 yield (objects[:, None] * self.n_views + chunk[objects]).ravel().tolist()
+
+
+# ----------------------------------------------------------------------------- segmentation classes
+
+
+@dataclass
+class PartClasses:
+    """One global class map for segmentation (notebook 11): class 0 is the background, then every
+    (category, part) pair, categories in sorted order, parts in mask order (mask value k = part k)."""
+
+    table: pd.DataFrame  # class_id, category, part (1-based mask value), part_name
+    offsets: np.ndarray  # [C categories] class id of each category's part 1, minus 1
+    category_names: list[str]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.table) + 1
+
+    @classmethod
+    def from_objects(cls, objects: pd.DataFrame) -> "PartClasses":
+        rows, offsets = [], []
+        categories = sorted(objects.category.unique())
+        for category in categories:
+            names = max((list(p) for p in objects[objects.category == category].part_names), key=len, default=[])
+            offsets.append(len(rows))
+            rows += [{"category": category, "part": i + 1, "part_name": name} for i, name in enumerate(names)]
+        for class_id, row in enumerate(rows, start=1):
+            row["class_id"] = class_id
+        return cls(pd.DataFrame(rows, columns=["class_id", "category", "part", "part_name"]), np.array(offsets),
+                   categories)
+
+    def to_global(self, masks: np.ndarray, categories: np.ndarray) -> np.ndarray:
+        """Per-category part masks [N, H, W] (0 = background) of objects of category index [N] ->
+        global class ids [N, H, W]."""
+        masks = np.asarray(masks).astype(np.int64)
+        shift = self.offsets[np.asarray(categories)].reshape(-1, *([1] * (masks.ndim - 1)))
+        return np.where(masks > 0, masks + shift, 0)
+
+    def to_part(self, class_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Global class ids -> (category index, part); background gives (-1, 0)."""
+        class_ids = np.asarray(class_ids)
+        lookup_category = np.concatenate([[-1], np.searchsorted(self.category_names, self.table.category)])
+        lookup_part = np.concatenate([[0], self.table.part.to_numpy()])
+        return lookup_category[class_ids], lookup_part[class_ids]

@@ -300,3 +300,27 @@ def zero_shot_prompt_table(emb, views: pd.DataFrame, canonical: str) -> pd.DataF
                       "other grid views": columns["zero_shot_accuracy_other_grid"],
                       "ood views": columns["zero_shot_accuracy_ood"]}
     return pd.DataFrame(rows).T
+
+
+# ----------------------------------------------------------------------------- segmentation (notebook 11)
+
+
+def confusion_matrix(predicted, truth, n_classes: int) -> np.ndarray:
+    """[K, K] pixel counts, rows = true class, columns = predicted class (one bincount)."""
+    predicted, truth = np.asarray(predicted).ravel(), np.asarray(truth).ravel()
+    return np.bincount(truth * n_classes + predicted, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def iou_per_class(confusion: np.ndarray) -> np.ndarray:
+    """Intersection over union of each class; NaN for a class absent from both truth and prediction."""
+    confusion = np.asarray(confusion, dtype=float)
+    intersection = np.diag(confusion)
+    union = confusion.sum(0) + confusion.sum(1) - intersection
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, intersection / union, np.nan)
+
+
+def mean_iou(confusion: np.ndarray, ignore_background: bool = True) -> float:
+    """mIoU over the classes present (class 0, the background, left out by default)."""
+    iou = iou_per_class(confusion)
+    return float(np.nanmean(iou[1:] if ignore_background else iou))

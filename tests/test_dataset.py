@@ -96,3 +96,23 @@ def test_view_images_stream_renders_with_the_backbone_transform(tmp_path):
     assert first.image.shape == (4, 3, 64, 64)
     with pytest.raises(ValueError, match="no rendered objects in split"):
         ViewImages(layout, ["train"])
+
+
+def test_the_global_part_class_map_round_trips_category_and_part():
+    import pandas as pd
+
+    from mvclip_utils.dataset import PartClasses
+
+    objects = pd.DataFrame({"category": ["mug", "car", "mug"],
+                            "part_names": [["body", "handle"], ["body", "wheel", "roof"], ["body", "handle"]]})
+    classes = PartClasses.from_objects(objects)
+    assert classes.category_names == ["car", "mug"] and classes.n_classes == 1 + 3 + 2
+    assert classes.table.class_id.tolist() == [1, 2, 3, 4, 5]
+    assert classes.table.part_name.tolist() == ["body", "wheel", "roof", "body", "handle"]
+    masks = np.array([[[0, 1], [2, 3]], [[0, 1], [2, 2]]])  # a car, then a mug
+    ids = classes.to_global(masks, np.array([0, 1]))
+    assert ids.tolist() == [[[0, 1], [2, 3]], [[0, 4], [5, 5]]]
+    category, part = classes.to_part(ids)
+    assert np.array_equal(np.where(masks > 0, part, 0), masks)  # parts back
+    assert np.array_equal(category[masks > 0], np.array([0, 0, 0, 1, 1, 1]))  # categories back
+    assert category[0, 0, 0] == -1 and part[0, 0, 0] == 0  # background

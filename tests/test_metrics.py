@@ -165,3 +165,18 @@ def test_embedding_geometry_known_values():
     spread = torch.eye(4).reshape(2, 2, 4)
     assert metrics.embedding_geometry(spread, spread.mean(1))["effective_rank"] == pytest.approx(4.0)
     assert metrics.embedding_geometry(spread, spread.reshape(4, 4))["modality_gap"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_miou_against_a_hand_computed_confusion_matrix():
+    from mvclip_utils.metrics import confusion_matrix, iou_per_class, mean_iou
+
+    truth = np.array([[0, 0, 1, 1], [2, 2, 2, 0]])
+    predicted = np.array([[0, 1, 1, 1], [2, 2, 0, 0]])
+    cm = confusion_matrix(predicted, truth, 4)
+    # rows = truth: background 3 pixels (2 right, 1 called 1), class 1 two (both right),
+    # class 2 three (2 right, 1 called background), class 3 absent.
+    assert cm.tolist() == [[2, 1, 0, 0], [0, 2, 0, 0], [1, 0, 2, 0], [0, 0, 0, 0]]
+    iou = iou_per_class(cm)
+    assert iou[:3].tolist() == pytest.approx([2 / 4, 2 / 3, 2 / 3]) and np.isnan(iou[3])
+    assert mean_iou(cm) == pytest.approx((2 / 3 + 2 / 3) / 2)  # background and the absent class left out
+    assert mean_iou(cm, ignore_background=False) == pytest.approx((2 / 4 + 2 / 3 + 2 / 3) / 3)
