@@ -107,16 +107,17 @@ class Decoder(nn.Module):
     transposed convs that double the side (halving the channels after the first, down to 16; cheap
     enough for a CPU), and a resize to S when S / h is not a power of two."""
 
-    def __init__(self, width: int, grid: int, size: int, channels: int = 64):
+    def __init__(self, width: int, grid: int, size: int, channels: int = 64, out_channels: int = 3):
         super().__init__()
         c = channels
+        self.image = out_channels == 3  # else logits (notebook 11's segmentation decoder): never clamped
         layers: list[nn.Module] = [nn.Conv2d(width, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1),
                                    nn.ReLU()]
         for stage in range(_upsampling_stages(grid, size)):
             out = c if stage == 0 else max(16, c // 2)
             layers += [nn.ConvTranspose2d(c, out, 4, stride=2, padding=1), nn.ReLU()]
             c = out
-        layers.append(nn.Conv2d(c, 3, 3, padding=1))
+        layers.append(nn.Conv2d(c, out_channels, 3, padding=1))
         self.net, self.size = nn.Sequential(*layers), size
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
@@ -124,7 +125,7 @@ class Decoder(nn.Module):
         if x.shape[-1] != self.size:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
         # Linear in training: a sigmoid saturated on the white backgrounds and stopped learning.
-        return x if self.training else x.clamp(0, 1)
+        return x if self.training or not self.image else x.clamp(0, 1)
 
 
 class ConvEncoder(nn.Module):
