@@ -229,6 +229,7 @@ class DecodingRun:
     backbone: str
     grid: int  # side of the code grid
     size: int  # side of the decoded image
+    encoder: object = None  # the frozen backbone.Backbone (for reconstructing examples)
 
     def by_view(self) -> dict[str, "pd.DataFrame"]:
         """Per view: mean reconstruction MSE over test objects, its standard error and the PSNR."""
@@ -342,7 +343,7 @@ def run_decoding(cfg, layout, progress: bool = True) -> DecodingRun:
     c = views.view_id.tolist().index(canonical)
     other = grid_mask.copy()
     other[c] = False
-    run = DecodingRun({}, {}, {}, {}, {}, {}, None, views, canonical, test, record["name"], 0, 0)
+    run = DecodingRun({}, {}, {}, {}, {}, {}, None, views, canonical, test, record["name"], 0, 0, backbone)
     for kind, method in METHODS.items():
         model, curve = train_decoder(kind, cfg, layout, backbone, progress)
         mse, codes = reconstruct(model, kind, backbone, transform, test, workers=min(cfg.embed.loader_workers, 2))
@@ -418,12 +419,12 @@ def describe_decoding(run: DecodingRun) -> str:
 
 
 @torch.no_grad()
-def reconstruction_examples(run: DecodingRun, cfg, layout, objects: int = 4) -> tuple[list[str], dict[str, np.ndarray]]:
+def reconstruction_examples(run: DecodingRun, objects: int = 4) -> tuple[list[str], dict[str, np.ndarray]]:
     """For a few test objects (one per category, in order) and three views (the canonical view, the
     grid view farthest from it, an ood view): the truth and both reconstructions, [n, S, S, 3] each."""
-    from .backbone import InputTransform, load_backbone
+    from .backbone import InputTransform
 
-    backbone = load_backbone(cfg.backbone, layout)
+    backbone = run.encoder
     transform = InputTransform.for_model(backbone.model)
     views = run.views.reset_index(drop=True)
     c = views.view_id.tolist().index(run.canonical)

@@ -58,11 +58,10 @@ plots.plot_decoding_curves(run.curves, vqvae.LABELS, "VQ-VAE training loss and v
 # ## Reconstruction on the test objects
 
 # %%
-display(vqvae.decoding_table(run).style.format({c: "{:.4f}" for c in vqvae.decoding_table(run).columns
-                                                if c.startswith(("MSE", "final"))}
-                                               | {"PSNR dB (grid views)": "{:.1f}", "codebook perplexity": "{:.1f}",
-                                                  "dead codes": "{:.0f}"}))
-labels, rows = vqvae.reconstruction_examples(run, cfg, layout)
+table = vqvae.decoding_table(run)
+display(table.style.format({c: "{:.4f}" for c in table.columns if c.startswith(("MSE", "final"))}
+                           | {"PSNR dB (grid views)": "{:.1f}", "codebook perplexity": "{:.1f}", "dead codes": "{:.0f}"}))
+labels, rows = vqvae.reconstruction_examples(run)
 plots.plot_image_rows(rows, "Truth and reconstructions: canonical view, the grid view opposite it, an ood view",
                       labels);
 
