@@ -282,6 +282,7 @@ class ViewItem:
     object_index: int  # into ViewImages.objects
     view_index: int  # into ViewImages.view_ids
     category: int  # into ViewImages.category_names
+    mask: "torch.Tensor | None" = None  # uint8 [S, S] part labels (0 = background), with ViewImages(masks=True)
 
 
 class ViewImages:
@@ -290,12 +291,13 @@ class ViewImages:
     at 224 px does not fit in memory) and passed through `transform` (e.g.
     `backbone.InputTransform.for_model(model)`). With `corruption` = (kind, severity), every image
     is corrupted on the fly, seeded by (seed, object, view) so that it is the same each epoch.
-    `object_ids` keeps only those objects (in table order).
+    `object_ids` keeps only those objects (in table order). With `masks`, items carry the view's
+    part-label mask too (notebook 11).
     """
 
     def __init__(self, layout: RunLayout, splits: list[str] | tuple[str, ...], view_ids: list[str] | None = None,
                  transform=None, corruption: tuple[str, int] | None = None, seed: int = 0,
-                 object_ids: list[str] | None = None):
+                 object_ids: list[str] | None = None, masks: bool = False):
         objects = load_objects(layout)
         ok = objects[objects.status == "ok"]
         keep = ok.split.isin(splits) & (ok.object_id.isin(object_ids) if object_ids is not None else True)
@@ -313,6 +315,7 @@ class ViewImages:
         if corruption is not None:
             corrupt(np.zeros((8, 8, 3), np.uint8), *corruption, seed=0)  # fails now on an unknown kind/severity
         self.layout, self.transform, self.corruption, self.seed = layout, transform, corruption, seed
+        self.masks = masks
 
     @property
     def n_objects(self) -> int:
@@ -336,8 +339,10 @@ class ViewImages:
         if self.corruption is not None:
             image = corrupt(image, *self.corruption, seed=[self.seed, o, v])
         tensor = torch.from_numpy(np.ascontiguousarray(image))
+        mask = (torch.from_numpy(np.ascontiguousarray(load_mask(self.layout, self.objects.object_id[o],
+                                                                self.view_ids[v]))) if self.masks else None)
         return ViewItem(self.transform(tensor) if self.transform else tensor, self.objects.caption[o], o, v,
-                        int(self.categories[o]))
+                        int(self.categories[o]), mask)
 
 
 def collate_views(items: list[ViewItem]) -> ViewItem:
@@ -346,7 +351,8 @@ def collate_views(items: list[ViewItem]) -> ViewItem:
 
     return ViewItem(torch.stack([it.image for it in items]), [it.caption for it in items],
                     torch.tensor([it.object_index for it in items]), torch.tensor([it.view_index for it in items]),
-                    torch.tensor([it.category for it in items]))
+                    torch.tensor([it.category for it in items]),
+                    torch.stack([it.mask for it in items]) if items[0].mask is not None else None)
 
 
 class ObjectViewBatches:

@@ -311,13 +311,35 @@ def confusion_matrix(predicted, truth, n_classes: int) -> np.ndarray:
     return np.bincount(truth * n_classes + predicted, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
+def iou_from_counts(intersection, truth, predicted) -> np.ndarray:
+    """IoU per class [..., K] from pixel counts [..., K] (correct, true, predicted); NaN where a class is
+    absent from both truth and prediction."""
+    intersection, truth, predicted = (np.asarray(x, dtype=float) for x in (intersection, truth, predicted))
+    union = truth + predicted - intersection
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, intersection / union, np.nan)
+
+
 def iou_per_class(confusion: np.ndarray) -> np.ndarray:
     """Intersection over union of each class; NaN for a class absent from both truth and prediction."""
     confusion = np.asarray(confusion, dtype=float)
-    intersection = np.diag(confusion)
-    union = confusion.sum(0) + confusion.sum(1) - intersection
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, intersection / union, np.nan)
+    return iou_from_counts(np.diag(confusion), confusion.sum(1), confusion.sum(0))
+
+
+def class_pixel_counts(predicted: "torch.Tensor", truth: "torch.Tensor", n_classes: int):
+    """Per image of class-id maps [B, H, W]: (correct, true, predicted) pixel counts per class, each [B, K].
+    The per-image rows of a confusion matrix's diagonal and margins, without its K x K size (Objaverse
+    has hundreds of classes)."""
+    import torch
+
+    b = predicted.shape[0]
+    offset = (torch.arange(b, device=truth.device) * n_classes)[:, None]
+    truth, predicted = truth.reshape(b, -1) + offset, predicted.reshape(b, -1) + offset
+
+    def count(x: "torch.Tensor") -> "torch.Tensor":
+        return torch.bincount(x.reshape(-1), minlength=b * n_classes).reshape(b, n_classes)
+
+    return count(truth[truth == predicted]), count(truth), count(predicted)
 
 
 def mean_iou(confusion: np.ndarray, ignore_background: bool = True) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -454,7 +456,7 @@ def plot_image_rows(rows: dict[str, np.ndarray], title: str, labels: list[str] |
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_ylabel(name, fontsize=7)
+                ax.set_ylabel(textwrap.fill(name, 16), fontsize=7)
             if labels and r == 0:
                 ax.set_title(labels[i], fontsize=5)
     fig.suptitle(title)
@@ -462,16 +464,17 @@ def plot_image_rows(rows: dict[str, np.ndarray], title: str, labels: list[str] |
     return fig
 
 
-def plot_decoding_curves(curves: dict, labels: dict[str, str], title: str) -> plt.Figure:
-    """Training loss per step (smoothed) and validation MSE of each decoder."""
+def plot_decoding_curves(curves: dict, labels: dict[str, str], title: str, val_label: str = "val MSE",
+                         ylabel: str = "loss") -> plt.Figure:
+    """Training loss per step (smoothed) and validation loss of each model (notebooks 10 and 11)."""
     fig, ax = plt.subplots(figsize=(7, 3.2))
     for i, (kind, result) in enumerate(curves.items()):
         losses = np.asarray(result.losses)
         window = max(1, len(losses) // 40)
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
         ax.plot(np.arange(len(smooth)) + window - 1, smooth, color=f"C{i}", lw=1, label=f"{labels[kind]}, train")
-        ax.plot(result.val_steps, result.val_losses, "o--", color=f"C{i}", ms=3, label=f"{labels[kind]}, val MSE")
-    ax.set(xlabel="step", ylabel="loss", yscale="log", title=title)
+        ax.plot(result.val_steps, result.val_losses, "o--", color=f"C{i}", ms=3, label=f"{labels[kind]}, {val_label}")
+    ax.set(xlabel="step", ylabel=ylabel, yscale="log", title=title)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -493,4 +496,46 @@ def plot_metric_by_view(by_view: dict[str, pd.DataFrame], column: str, labels: d
     ax.set(ylabel=ylabel, title=title)
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def colour_class_ids(class_ids: np.ndarray, n_classes: int) -> np.ndarray:
+    """Class-id maps [n, S, S] -> uint8 RGB [n, S, S, 3]: background light grey, classes from tab20 by id
+    (the parts of one category have consecutive ids, so they get different colours)."""
+    palette = (np.array([plt.cm.tab20(i % 20)[:3] for i in range(n_classes)]) * 255).astype(np.uint8)
+    palette[0] = 235
+    return palette[np.asarray(class_ids)]
+
+
+def plot_segmentation_examples(rows: dict[str, np.ndarray], n_classes: int, title: str,
+                               labels: list[str] | None = None) -> plt.Figure:
+    """Renders (RGB rows) and class-id maps (coloured, one colour per global class) in rows."""
+    coloured = {name: (images if images.ndim == 4 else colour_class_ids(images, n_classes))
+                for name, images in rows.items()}
+    return plot_image_rows(coloured, title, labels)
+
+
+def plot_part_iou(part_iou: pd.DataFrame, models: list[str], title: str, max_categories: int = 30) -> plt.Figure:
+    """Per (category, part) IoU as one heatmap per model: categories in rows, part slots in columns, every
+    cell named by its part. At most `max_categories` rows (Objaverse has hundreds): the first ones, said so."""
+    categories = list(dict.fromkeys(part_iou.category))
+    if len(categories) > max_categories:
+        title = f"{title} (first {max_categories} of {len(categories)} categories)"
+        categories = categories[:max_categories]
+        part_iou = part_iou[part_iou.category.isin(categories)]
+    width = int(part_iou.part.max())
+    fig, axes = plt.subplots(1, len(models), figsize=(3.1 * len(models), 0.32 * len(categories) + 1.2), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        grid = np.full((len(categories), width), np.nan)
+        for category, part, name, value in part_iou[["category", "part", "part_name", model]].to_numpy():
+            r, c = categories.index(category), int(part) - 1
+            grid[r, c] = value
+            ax.text(c, r, f"{name}\n{value:.2f}", ha="center", va="center", fontsize=5,
+                    color="white" if not np.isfinite(value) or value < 0.6 else "black")
+        image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(width), [f"part {i + 1}" for i in range(width)], fontsize=7)
+        ax.set_yticks(range(len(categories)), categories if ax is axes[0][0] else [], fontsize=7)
+        ax.set_title(model, fontsize=8)
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="IoU")
+    fig.suptitle(title)
     return fig

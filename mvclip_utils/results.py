@@ -19,7 +19,9 @@ from .runs import RunLayout, atomic_write_json, atomic_write_text, digest
 
 # Display order of results rows: the seed's order, then any other method alphabetically.
 METHOD_ORDER = ("baseline", "object_head", "contrastive_head", "autoencoder", "itc_finetune", "omniview_tuning",
-                "vqvae_clip_features", "vqvae_own_encoder")
+                "vqvae_clip_features", "vqvae_own_encoder", "segmentation_clip_decoder", "segmentation_linear_probe",
+                "segmentation_unet", "segmentation_location_prior", "segmentation_foreground_only",
+                "segmentation_category_silhouette")
 
 # Headline columns and their display names (the summary, the method notebooks and the figures share them).
 HEADLINE_COLUMNS = {

@@ -61,6 +61,22 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+SPATIAL_COLUMNS = {"pixel_mse": "reconstruction MSE", "pixel_psnr": "PSNR dB", "seg_miou": "part mIoU",
+                   "seg_pixel_accuracy": "pixel accuracy", "seg_foreground_iou": "foreground IoU",
+                   "seg_miou_canonical": "mIoU canonical", "seg_miou_other_grid": "mIoU other grid"}
+
+
+def spatial_table(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows that probe the frozen spatial features (10's decoders, 11's segmenters and baselines) on
+    the test objects' grid views; empty when neither notebook ran."""
+    columns = [c for c in SPATIAL_COLUMNS if c in results]
+    if not columns:
+        return pd.DataFrame()
+    rows = results.set_index("method")[columns]
+    rows = rows[rows.notna().any(axis=1)]
+    return rows.rename(columns=SPATIAL_COLUMNS).round(4)
+
+
 # Real CLIP's geometry on one domain (ViT-B/32, Objaverse food-drink; DESIGN.md, the seed's table).
 REAL_CLIP_CROSS_OBJECT, REAL_CLIP_TEXT_IMAGE = 0.7, 0.27
 

@@ -107,7 +107,8 @@ class Decoder(nn.Module):
     transposed convs that double the side (halving the channels after the first, down to 16; cheap
     enough for a CPU), and a resize to S when S / h is not a power of two."""
 
-    def __init__(self, width: int, grid: int, size: int, channels: int = 64, out_channels: int = 3):
+    def __init__(self, width: int, grid: int, size: int, channels: int = 64, out_channels: int = 3,
+                 head_kernel: int = 3):
         super().__init__()
         c = channels
         self.image = out_channels == 3  # else logits (notebook 11's segmentation decoder): never clamped
@@ -117,7 +118,8 @@ class Decoder(nn.Module):
             out = c if stage == 0 else max(16, c // 2)
             layers += [nn.ConvTranspose2d(c, out, 4, stride=2, padding=1), nn.ReLU()]
             c = out
-        layers.append(nn.Conv2d(c, out_channels, 3, padding=1))
+        # Segmentation uses a 1x1 head: a 3x3 conv to ~50 classes at full size was most of the decoder's time.
+        layers.append(nn.Conv2d(c, out_channels, head_kernel, padding=head_kernel // 2))
         self.net, self.size = nn.Sequential(*layers), size
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:

@@ -49,6 +49,15 @@ if len(stale):
     display(stale)
 
 # %% [markdown]
+# ## What the spatial features hold (10, 11)
+# Decoding the image (10) and segmenting its parts (11) from the frozen backbone's spatial
+# features, with their comparisons and baselines; test objects, grid views.
+
+# %%
+spatial = summary.spatial_table(results)
+display(spatial if len(spatial) else Markdown("Notebooks 10 and 11 have not run in this run."))
+
+# %% [markdown]
 # ## The seed's findings, checked
 
 # %%

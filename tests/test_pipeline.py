@@ -68,7 +68,7 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     assert "failed=0" in report and len(re.findall("rendering 480 views", report)) == 1, "one coalesced progress line"
     for stem in ["02_backbone", "03_embed", "04_baseline", "05_object_head", "06_contrastive_head",
                  "07_autoencoder", "08_omniview_tuning", "09_zero_shot_probes", "10_vqvae_decoding",
-                 "12_summary"]:
+                 "11_segmentation", "12_summary"]:
         html = (run_dir / "reports" / f"{stem}.html").read_text()
         assert "mvclip-tiny" in html, f"{stem} must say which backbone made its numbers"
         assert "Traceback" not in html
@@ -76,10 +76,18 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     assert baseline.count("data:image/png;base64") >= 4  # heatmaps, text-image matrix, zero-shot by view/elevation
     results = pd.read_csv(run_dir / "metrics" / "results.csv")
     assert results.method.tolist() == ["baseline", "object_head", "contrastive_head", "autoencoder", "itc_finetune",
-                                       "omniview_tuning", "vqvae_clip_features", "vqvae_own_encoder"]
+                                       "omniview_tuning", "vqvae_clip_features", "vqvae_own_encoder",
+                                       "segmentation_clip_decoder", "segmentation_linear_probe", "segmentation_unet",
+                                       "segmentation_location_prior", "segmentation_foreground_only",
+                                       "segmentation_category_silhouette"]
     assert results.backbone.str.startswith("mvclip-tiny").all()
-    assert results.reconstruction_l2.notna().tolist() == [False, False, False, True, False, False, False, False]
-    assert results.pixel_mse.notna().tolist() == [False] * 6 + [True, True]  # 10's decoders
+    assert results.reconstruction_l2.notna().tolist() == [False, False, False, True] + [False] * 10
+    assert results.pixel_mse.notna().tolist() == [False] * 6 + [True, True] + [False] * 6  # 10's decoders
+    assert results.seg_miou.notna().tolist() == [False] * 8 + [True] * 6  # 11's models and baselines
+    segmentation_html = (run_dir / "reports" / "11_segmentation.html").read_text()
+    assert segmentation_html.count("data:image/png") >= 4 and "Frozen features against a UNet" in segmentation_html
+    for method in ("segmentation_clip_decoder", "segmentation_linear_probe", "segmentation_unet"):
+        assert (run_dir / "models" / method / "model.pt").exists()
     decoding_html = (run_dir / "reports" / "10_vqvae_decoding.html").read_text()
     assert decoding_html.count("data:image/png") >= 4 and "Blurrier from CLIP features?" in decoding_html
     for method in ("vqvae_clip_features", "vqvae_own_encoder"):
@@ -107,6 +115,7 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     assert np.isnan(rows.loc["object_head", "probe_linear"])  # the heads are not backbones: no probe columns
     summary_html = (run_dir / "reports" / "12_summary.html").read_text()
     assert "0.893 ± 0.067" in summary_html  # the seed's published table beside ours
+    assert "part mIoU" in summary_html and "segmentation_unet" in summary_html  # 10 and 11 beside each other
     assert "05_object_head.html" in summary_html and "04_baseline.html" in summary_html  # the figure index
     assert 0 <= results.view_retrieval_mAP[0] <= 1 and results.n_objects[0] == 12  # smoke: 12 test objects
     assert (run_dir / "embeddings" / "mvclip-tiny.npz").exists()
@@ -125,7 +134,7 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     # Headline numbers say which views they cover; zero-shot with prompts pretraining never saw.
     assert "grid views" in baseline and "Is this CLIP" in baseline
     assert results.n_grid_views[0] == 8 and results.n_ood_views[0] == 2
-    assert results.zero_shot_accuracy_canonical_unseen_prompts.notna().tolist() == [True] * 6 + [False] * 2
+    assert results.zero_shot_accuracy_canonical_unseen_prompts.notna().tolist() == [True] * 6 + [False] * 8
     assert "unseen prompt templates" in (run_dir / "reports" / "02_backbone.html").read_text()
 
     # The all-views control is another backbone: its own files, and the canonical model's rows
@@ -142,7 +151,10 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     assert results.method.tolist() == ["baseline"] and "all views" in results.backbone[0]
     stale = pd.read_csv(run_dir / "metrics" / "stale_results.csv")
     assert sorted(stale.method) == ["autoencoder", "contrastive_head", "itc_finetune", "object_head",
-                                    "omniview_tuning", "vqvae_clip_features", "vqvae_own_encoder"]
+                                    "omniview_tuning", "segmentation_category_silhouette", "segmentation_clip_decoder",
+                                    "segmentation_foreground_only", "segmentation_linear_probe",
+                                    "segmentation_location_prior", "segmentation_unet", "vqvae_clip_features",
+                                    "vqvae_own_encoder"]
     summary_html = (run_dir / "reports" / "12_summary.html").read_text()
     assert "Stale rows, not merged" in summary_html
     index = (run_dir / "index.html").read_text()

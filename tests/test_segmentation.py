@@ -30,3 +30,35 @@ def test_each_model_gives_class_logits_per_pixel_and_training_lowers_the_loss(ma
         optimizer.step()
         losses.append(float(loss.detach()))
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+
+
+def test_class_pixel_counts_are_the_diagonal_and_margins_of_each_images_confusion_matrix():
+    from mvclip_utils.metrics import class_pixel_counts, confusion_matrix
+
+    g = torch.Generator().manual_seed(0)
+    truth, predicted = torch.randint(5, (3, 6, 6), generator=g), torch.randint(5, (3, 6, 6), generator=g)
+    correct, true, pred = class_pixel_counts(predicted, truth, 5)
+    for i in range(3):
+        confusion = confusion_matrix(predicted[i].numpy(), truth[i].numpy(), 5)
+        assert np.array_equal(correct[i].numpy(), np.diag(confusion))
+        assert np.array_equal(true[i].numpy(), confusion.sum(1)) and np.array_equal(pred[i].numpy(), confusion.sum(0))
+
+
+def test_pixel_stats_on_constructed_masks():
+    from mvclip_utils.segmentation import _StatsAccumulator
+
+    truth = torch.zeros(2, 4, 4, dtype=torch.long)
+    truth[:, :2, :2] = 1
+    truth[:, 2:, 2:] = 2
+    wrong = truth.clone()
+    wrong[1][truth[1] == 2] = 1  # image 1: part 2 predicted as part 1
+    accumulator = _StatsAccumulator(n_objects=1, n_views=2, n_classes=3)
+    accumulator.add(wrong, truth, np.array([0, 0]), np.array([0, 1]))
+    stats = accumulator.result()
+    assert stats.miou(np.array([True, False])) == 1.0  # view 0 perfect
+    # view 1: part 1 IoU 4 / 8, part 2 IoU 0 -> mIoU 0.25; pixel accuracy 12 / 16
+    assert stats.miou(np.array([False, True])) == pytest.approx(0.25)
+    assert stats.pixel_accuracy(np.array([False, True])) == pytest.approx(0.75)
+    assert stats.image_miou.tolist() == [[1.0, 0.25]] and stats.foreground_iou.tolist() == [[1.0, 1.0]]
+    # pooled over both views: part 1 8 / 12, part 2 4 / 8
+    assert stats.miou() == pytest.approx((8 / 12 + 4 / 8) / 2)
