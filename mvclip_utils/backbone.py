@@ -242,6 +242,20 @@ def spatial_features(backbone: Backbone, images: torch.Tensor, project: bool = T
         return tokens.float().transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
 
 
+def describe_architecture(model: torch.nn.Module) -> str:
+    """The image tower's shape in words, read from the model (a ViT's width, depth, patch, input side and
+    feature grid; a ResNet's input side), for the reports."""
+    visual = model.visual
+    size = visual.image_size[0] if isinstance(visual.image_size, (tuple, list)) else int(visual.image_size)
+    if hasattr(visual, "conv1") and hasattr(visual, "transformer"):
+        patch = visual.conv1.kernel_size[0]
+        return (f"ViT width {visual.conv1.out_channels}, {len(visual.transformer.resblocks)} layers, patch {patch} "
+                f"at {size} px ({size // patch} x {size // patch} feature grid)")
+    if hasattr(visual, "attnpool"):  # open_clip ModifiedResNet: stride 32 to the map before the attention pool
+        return f"ResNet at {size} px ({size // 32} x {size // 32} map before the attention pool)"
+    return f"{type(visual).__name__} at {size} px"
+
+
 def write_backbone_record(layout: RunLayout, backbone: Backbone, dataset_fingerprint: str | None = None,
                           **extra) -> dict:
     """Which backbone this run uses (what later notebooks and reports name), with what it was made

@@ -535,7 +535,7 @@ def plot_part_iou(part_iou: pd.DataFrame, models: list[str], title: str, max_cat
         image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
         ax.set_xticks(range(width), [f"part {i + 1}" for i in range(width)], fontsize=7)
         ax.set_yticks(range(len(categories)), categories if ax is axes[0][0] else [], fontsize=7)
-        ax.set_title(model, fontsize=8)
+        ax.set_title(textwrap.fill(model, 28), fontsize=8)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="IoU")
     fig.suptitle(title)
     return fig

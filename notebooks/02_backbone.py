@@ -16,8 +16,8 @@
 #
 # With a GPU and the network, this is a real CLIP (`ViT-B-32` / `openai` in the study's
 # config), loaded through open_clip. Offline, the embedded default is **mvclip-tiny**:
-# a CLIP-architecture model (ViT width 128, 4 layers, patch 16 at 64 px; text
-# transformer width 128, 4 layers) pretrained here with the CLIP loss on **one
+# a small CLIP-architecture model (its image tower is described below, read from the
+# model) pretrained here with the CLIP loss on **one
 # canonical view** per `pretrain` object. That is a stand-in for web-scale single-view
 # data, so the study's hypothesis — single-view training makes features
 # view-dependent — is tested for real. `backbone.pretrain.views: all` gives the
@@ -41,7 +41,7 @@ run_dir = None
 from IPython.display import Markdown, display
 
 from mvclip_utils import metrics, plots
-from mvclip_utils.backbone import load_backbone, write_backbone_record
+from mvclip_utils.backbone import describe_architecture, load_backbone, write_backbone_record
 from mvclip_utils.cameras import canonical_view_id
 from mvclip_utils.config import load_config, pretrains_here
 from mvclip_utils.dataset import load_views
@@ -75,7 +75,8 @@ else:
 backbone = load_backbone(cfg.backbone, layout)
 info = write_backbone_record(layout, backbone, record.dataset_fingerprint if record else None,
                              pretrain=record.views if record else None)
-display(Markdown(f"**Backbone:** {backbone.name} · {info['parameters'] / 1e6:.2f} M parameters · "
+display(Markdown(f"**Backbone:** {backbone.name} · {describe_architecture(backbone.model)} · "
+                 f"{info['parameters'] / 1e6:.2f} M parameters · "
                  f"device `{backbone.device}`{' with mixed precision' if backbone.use_amp else ''}."))
 
 # %% [markdown]

@@ -80,13 +80,15 @@ plots.plot_segmentation_examples(rows, run.classes.n_classes,
 
 # %% [markdown]
 # ## Per part
-# IoU of every (category, part) class on the test objects' grid views. The silhouette baseline
-# gets only each category's largest part: cells where a model is above zero elsewhere are parts
-# it found.
+# IoU of every (category, part) class on the test objects' grid views, for the three models and
+# the true-silhouette-and-category baseline, which gets only each category's largest part: cells
+# where a model is above zero elsewhere are parts it found. (The two other baselines are near
+# zero everywhere.)
 
 # %%
 part_iou = segmentation.per_part_iou(run)
-plots.plot_part_iou(part_iou, list(segmentation.names(run).values()), "IoU per part (test objects, grid views)");
+shown = [segmentation.LABELS[k] for k in run.models] + [segmentation.names(run)["category"]]
+plots.plot_part_iou(part_iou, shown, "IoU per part (test objects, grid views)");
 
 # %% [markdown]
 # ## Per view

@@ -86,6 +86,10 @@ def test_spatial_features_of_a_random_vit_b_32_at_224_px_are_a_7_by_7_grid():
     with torch.no_grad():
         assert spatial_features(backbone, x).shape == (2, 512, 7, 7)  # projected into the joint space
         assert spatial_features(backbone, x, project=False).shape == (2, 768, 7, 7)  # the tower's width
+    # Reports describe the grid from the model itself, never from a fixed sentence.
+    from mvclip_utils.backbone import describe_architecture
+
+    assert describe_architecture(model) == "ViT width 768, 12 layers, patch 32 at 224 px (7 x 7 feature grid)"
 
 
 def test_a_dead_code_is_restarted_on_a_vector_of_the_batch():
