@@ -1,10 +1,13 @@
 """Batched embedding (DataLoader workers + batches) against a per-image loop.
 
-    python benchmarks/embed.py [--run-dir outputs/default] [--objects 60]
+    python benchmarks/embed.py [--run-dir outputs/default] [--objects 60] [--model ViT-B-32]
 
 Uses the rendered images of a run (make run, or a smoke run) and its backbone if it
 has one, otherwise a randomly initialised mvclip-tiny (throughput does not depend on
 the weights). Prints images/s of both and their ratio, measured in the same run.
+`--model ViT-B-32` measures a randomly initialised open_clip model instead (the real
+study's; renders are resized to its 224 px input), on CUDA with mixed precision when there
+is a GPU.
 """
 
 from __future__ import annotations
@@ -28,13 +31,23 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--model", default="", help="an open_clip model name, randomly initialised")
     args = parser.parse_args()
     layout = RunLayout(Path(args.run_dir))
     if not layout.objects_table.exists():
         raise SystemExit(f"{layout.objects_table} is missing: render a run first (make run, or "
                          f"python -m mvclip_utils.pipeline --config params/smoke.yaml --only 01)")
     config = layout.notebook_config("02_backbone")
-    if config.exists():  # the backbone notebook 02 loaded
+    if args.model:
+        import open_clip
+
+        from mvclip_utils.backbone import resolve_device
+
+        device = resolve_device("auto")
+        model = open_clip.create_model(args.model).to(device).eval()
+        backbone = Backbone(model, None, open_clip.get_tokenizer(args.model), device, device.type == "cuda",
+                            f"{args.model} (random)", "", "")
+    elif config.exists():  # the backbone notebook 02 loaded
         backbone = load_backbone(load_config(config).backbone, layout)
     else:
         model, _ = create_tiny_model()

@@ -1,10 +1,12 @@
 """Render throughput on this machine, measured in one run so the ratios are comparable.
 
-    python benchmarks/render.py [--objects-per-category 3] [--workers 2]
+    python benchmarks/render.py [--objects-per-category 3] [--workers 2] [--real 3]
 
 Prints images/s (RGB + mask per view) for the default settings (Workbench, 64 px,
 12 x 3 grid + 6 ood views), for Cycles at the same size, and for persistent workers
 against one fresh process per object (what a naive per-object subprocess would do).
+With `--real N`, also the real study's settings (params/objaverse_vitb32.yaml: Cycles at
+224 px with its samples) on N objects, per worker, with the time and disk per 1000 objects.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects-per-category", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--real", type=int, default=0, metavar="N",
+                        help="also measure the real study's render settings on N objects")
     args = parser.parse_args()
     specs = make_objects(None, args.objects_per_category, seed=0)
     jobs = [RenderJob(s.object_id, spec_json=s.to_json(), n_labels=len(s.part_names)) for s in specs]
@@ -51,6 +55,30 @@ def main() -> None:
     print(f"workbench / cycles:                          {workbench / cycles:5.2f}x")
     n_default = 12 * 56 * 42
     print(f"default dataset ({n_default} images) at this rate: {n_default / workbench / 60:.1f} min")
+    if args.real:
+        measure_real(jobs[:: max(1, len(jobs) // args.real)][: args.real], args.workers)
+
+
+def measure_real(jobs: list[RenderJob], workers: int) -> None:
+    """The real study's render section on a few procedural objects (Objaverse assets vary; these are
+    simple meshes, so the figure is a lower bound on time): images/s, seconds and MB per object."""
+    from mvclip_utils.config import load_config
+    from mvclip_utils.runs import PARAMS_DIR
+
+    real = dataclasses.replace(load_config(PARAMS_DIR / "objaverse_vitb32.yaml").render, workers=workers)
+    views = views_table(real)
+    records = [{"view_id": r.view_id, "camera_to_world": r.camera_to_world} for r in views.itertuples()]
+    with tempfile.TemporaryDirectory() as tmp:
+        layout = RunLayout(Path(tmp))
+        summary = render_jobs(jobs, layout, real, records, seed=0, progress=False)
+        size = sum(p.stat().st_size for p in Path(tmp).rglob("*.png")) / max(summary.rendered, 1)
+    rate = summary.images_per_second
+    per_object = len(views) / rate * workers  # seconds of one worker per object
+    print(f"
+real study: {real.engine} {real.resolution} px, {real.cycles_samples} samples, {len(views)} views, "
+          f"{workers} workers: {rate:.2f} images/s ({rate / workers:.2f} per worker)")
+    print(f"  per 1000 objects: {1000 * len(views) / rate / 3600:.1f} h with {workers} workers "
+          f"({per_object:.0f} worker-seconds per object), {size * 1000 / 2**30:.2f} GiB of images and masks")
 
 
 if __name__ == "__main__":

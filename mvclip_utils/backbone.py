@@ -176,6 +176,13 @@ def _offline_message(model: str, tag: str, exc: Exception) -> str:
             f"  2. setting backbone.pretrained to a local checkpoint file (e.g. /data/{model}-{tag or 'weights'}.pt).")
 
 
+def needs_quick_gelu(model: str, tag: str) -> bool:
+    """Whether open_clip's pretrained tag was trained with QuickGELU (OpenAI's weights: `ViT-B-32` /
+    `openai`). open_clip 3 builds `ViT-B-32` with GELU and only warns on the mismatch; features of
+    OpenAI's weights under GELU are not OpenAI's CLIP."""
+    return bool(tag) and bool(open_clip.get_pretrained_cfg(model, tag).get("quick_gelu", False))
+
+
 def load_backbone(cfg: BackboneConfig, layout: RunLayout | None = None) -> Backbone:
     """The configured backbone, in eval mode on its device (CUDA when present, mixed precision there)."""
     device = resolve_device(cfg.device)
@@ -191,7 +198,8 @@ def load_backbone(cfg: BackboneConfig, layout: RunLayout | None = None) -> Backb
         checkpoint, tag = (Path(cfg.pretrained) if Path(cfg.pretrained).is_file() else None), cfg.pretrained
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
-            cfg.model, pretrained=None if cfg.model.startswith("hf-hub:") else tag, device=device)
+            cfg.model, pretrained=None if cfg.model.startswith("hf-hub:") else tag, device=device,
+            force_quick_gelu=checkpoint is None and needs_quick_gelu(cfg.model, tag))
     except Exception as exc:  # open_clip raises RuntimeError/OSError/HF errors when offline
         raise BackboneLoadError(_offline_message(cfg.model, tag, exc)) from exc
     model.eval()

@@ -107,3 +107,12 @@ def test_spatial_features_of_a_vit_and_a_resnet(tmp_path):
     rn = open_clip.create_model("tiny-rn").eval()
     features = spatial_features(Backbone(rn, None, None, torch.device("cpu"), False, "rn", "rn", "rn"), x)
     assert features.shape == (2, 8 * 8 * 4, 2, 2)  # layer4: width x 8 x bottleneck 4 channels, 1/32 of the side
+
+
+def test_openai_weights_are_loaded_with_the_quick_gelu_they_were_trained_with():
+    from mvclip_utils.backbone import needs_quick_gelu
+
+    # open_clip 3 builds ViT-B-32 with GELU and only warns when OpenAI's QuickGELU weights are loaded into it.
+    assert needs_quick_gelu("ViT-B-32", "openai") and needs_quick_gelu("RN50", "openai")
+    assert not needs_quick_gelu("ViT-B-32", "laion2b_s34b_b79k")
+    assert not needs_quick_gelu("ViT-B-32", "") and not needs_quick_gelu("ViT-B-32", "/data/my_checkpoint.pt")
