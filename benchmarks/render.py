@@ -5,8 +5,9 @@
 Prints images/s (RGB + mask per view) for the default settings (Workbench, 64 px,
 12 x 3 grid + 6 ood views), for Cycles at the same size, and for persistent workers
 against one fresh process per object (what a naive per-object subprocess would do).
-With `--real N`, also the real study's settings (params/objaverse_vitb32.yaml: Cycles at
-224 px with its samples) on N objects, per worker, with the time and disk per 1000 objects.
+With `--real N`, instead, the real study's settings (params/objaverse_vitb32.yaml: Cycles at
+224 px with its samples, 12 x 3 grid + 6 ood views) on N objects: images/s per worker, and the
+time and disk per 1000 objects.
 """
 
 from __future__ import annotations
@@ -41,10 +42,13 @@ def main() -> None:
     parser.add_argument("--objects-per-category", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--real", type=int, default=0, metavar="N",
-                        help="also measure the real study's render settings on N objects")
+                        help="measure the real study's render settings on N objects instead")
     args = parser.parse_args()
     specs = make_objects(None, args.objects_per_category, seed=0)
     jobs = [RenderJob(s.object_id, spec_json=s.to_json(), n_labels=len(s.part_names)) for s in specs]
+    if args.real:  # the real study's settings only (minutes per object at 224 px)
+        measure_real(jobs[:: max(1, len(jobs) // args.real)][: args.real], args.workers)
+        return
     one_each = jobs[:: args.objects_per_category]  # one object per category
     default = RenderConfig(workers=args.workers)
     print(f"{len(CATEGORIES)} categories, {args.workers} workers\n")
@@ -55,8 +59,6 @@ def main() -> None:
     print(f"workbench / cycles:                          {workbench / cycles:5.2f}x")
     n_default = 12 * 56 * 42
     print(f"default dataset ({n_default} images) at this rate: {n_default / workbench / 60:.1f} min")
-    if args.real:
-        measure_real(jobs[:: max(1, len(jobs) // args.real)][: args.real], args.workers)
 
 
 def measure_real(jobs: list[RenderJob], workers: int) -> None:
@@ -74,8 +76,7 @@ def measure_real(jobs: list[RenderJob], workers: int) -> None:
         size = sum(p.stat().st_size for p in Path(tmp).rglob("*.png")) / max(summary.rendered, 1)
     rate = summary.images_per_second
     per_object = len(views) / rate * workers  # seconds of one worker per object
-    print(f"
-real study: {real.engine} {real.resolution} px, {real.cycles_samples} samples, {len(views)} views, "
+    print(f"\nreal study: {real.engine} {real.resolution} px, {real.cycles_samples} samples, {len(views)} views, "
           f"{workers} workers: {rate:.2f} images/s ({rate / workers:.2f} per worker)")
     print(f"  per 1000 objects: {1000 * len(views) / rate / 3600:.1f} h with {workers} workers "
           f"({per_object:.0f} worker-seconds per object), {size * 1000 / 2**30:.2f} GiB of images and masks")
