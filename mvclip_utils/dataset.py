@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from .cameras import views_table
 from .config import SPLITS, ConfigError, RunConfig, SplitConfig, dump_config, load_config, needed_splits
 from .objects import make_objects
 from .render import MAX_LABELS, RenderJob, RenderSummary, render_jobs
-from .runs import RunLayout, atomic_write_parquet
+from .runs import RunLayout, atomic_write_json, atomic_write_parquet
 
 def assign_splits(categories: pd.Series, fractions: SplitConfig, seed: int) -> np.ndarray:
     """Split label per object: within every category a seeded shuffle cut by the fractions.
@@ -57,10 +58,10 @@ def _procedural_manifest(cfg: RunConfig) -> tuple[pd.DataFrame, list[RenderJob]]
     return objects, jobs
 
 
-def _objaverse_manifest(cfg: RunConfig) -> tuple[pd.DataFrame, list[RenderJob]]:
+def _objaverse_manifest(cfg: RunConfig, shard: tuple[int, int] | None = None) -> tuple[pd.DataFrame, list[RenderJob]]:
     from .objaverse_source import select_objects
 
-    objects = select_objects(cfg.dataset.objaverse, cfg.seed)
+    objects = select_objects(cfg.dataset.objaverse, cfg.seed, shard)
     objects["part_names"] = [["object"]] * len(objects)
     objects["attributes"] = "{}"
     jobs = [RenderJob(r.object_id, asset_path=r.asset_path, n_labels=1)
@@ -68,9 +69,11 @@ def _objaverse_manifest(cfg: RunConfig) -> tuple[pd.DataFrame, list[RenderJob]]:
     return objects, jobs
 
 
-def source_manifest(cfg: RunConfig) -> tuple[pd.DataFrame, list[RenderJob]]:
-    """Objects table (status 'pending' until rendered, no split yet) and the render jobs for it."""
-    objects, jobs = (_procedural_manifest if cfg.dataset.source == "procedural" else _objaverse_manifest)(cfg)
+def source_manifest(cfg: RunConfig, shard: tuple[int, int] | None = None) -> tuple[pd.DataFrame, list[RenderJob]]:
+    """Objects table (status 'pending' until rendered, no split yet) and the render jobs for it. With
+    `shard` (I, N), Objaverse fetches only that shard's assets."""
+    objects, jobs = (_procedural_manifest(cfg) if cfg.dataset.source == "procedural"
+                     else _objaverse_manifest(cfg, shard))
     if objects.object_id.duplicated().any():
         raise ValueError(f"duplicate object ids: {objects.object_id[objects.object_id.duplicated()].tolist()[:5]}")
     too_many = [j.object_id for j in jobs if j.n_labels > MAX_LABELS]
@@ -112,6 +115,55 @@ def build_dataset(cfg: RunConfig, layout: RunLayout, progress: bool = True) -> t
     atomic_write_parquet(objects, layout.objects_table)
     check_split_sizes(cfg, objects)
     return objects, summary
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N), shard I of N counted from 0 (SLURM's array index)."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+    if not match or not int(match[2]) or int(match[1]) >= int(match[2]):
+        raise ValueError(f"--shard {text!r}: expected I/N with 0 <= I < N, e.g. 0/4 for the first of four shards")
+    return int(match[1]), int(match[2])
+
+
+def shard_items(items: list, shard: int, n_shards: int) -> list:
+    """Shard `shard` of `n_shards` of a list in a fixed order: every n-th item from the shard's index,
+    so the shards are disjoint, cover every item, and differ in size by at most one."""
+    return list(items[shard::n_shards])
+
+
+def render_shard(cfg: RunConfig, layout: RunLayout, shard: int, n_shards: int,
+                 progress: bool = True) -> RenderSummary:
+    """Render one shard's objects into the run directory. Shards of one run may run at the same time
+    (each object's files and status are written atomically, each shard sweeps only its own objects'
+    staging); none writes the manifests, which `merge_render_shards` builds once every shard is done."""
+    views = views_table(cfg.render)
+    objects, jobs = source_manifest(cfg, (shard, n_shards))
+    mine = set(shard_items(objects.object_id.tolist(), shard, n_shards))
+    records = [{"view_id": r.view_id, "camera_to_world": r.camera_to_world} for r in views.itertuples()]
+    summary = render_jobs([j for j in jobs if j.object_id in mine], layout, cfg.render, records, cfg.seed,
+                          progress=progress)
+    atomic_write_json(layout.render_shard_record(shard, n_shards),
+                      {"shard": shard, "n_shards": n_shards, "object_ids": sorted(mine), **asdict(summary)})
+    return summary
+
+
+def merge_render_shards(cfg: RunConfig, layout: RunLayout, n_shards: int) -> tuple[pd.DataFrame, RenderSummary]:
+    """The dataset's manifests from finished render shards; refuses while a shard is missing or
+    covered other objects than this config's (a changed config between shards)."""
+    missing = [i for i in range(n_shards) if not layout.render_shard_record(i, n_shards).exists()]
+    if missing:
+        raise RuntimeError(
+            f"cannot merge: render shard(s) {', '.join(map(str, missing))} of {n_shards} have not finished "
+            f"(no {layout.render_shard_record(missing[0], n_shards)}); run them with "
+            f"python -m mvclip_utils.dataset --config <config> --shard {missing[0]}/{n_shards}")
+    covered = set()
+    for i in range(n_shards):
+        covered |= set(json.loads(layout.render_shard_record(i, n_shards).read_text())["object_ids"])
+    objects, _ = source_manifest(cfg)
+    if covered != set(objects.object_id):
+        raise RuntimeError(f"cannot merge: the {n_shards} shards rendered {len(covered)} objects but the config "
+                           f"lists {len(objects)}; the config changed between shards: rerun the shards")
+    return build_dataset(cfg, layout, progress=False)  # every object is done: this only writes the manifests
 
 
 def split_rendered(objects: pd.DataFrame, fractions: SplitConfig, seed: int) -> pd.DataFrame:
@@ -213,13 +265,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="a params/*.yaml file")
     parser.add_argument("--run-dir", help="defaults to outputs/<run_name>")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--shard", metavar="I/N", help="render only shard I of N (from 0; shards may run at once)")
+    parser.add_argument("--merge", type=int, metavar="N", help="build the manifests from N finished render shards")
     args = parser.parse_args(argv)
     try:
+        if args.shard and args.merge:
+            raise ValueError("--shard and --merge: give one (render a shard, or merge finished shards)")
         cfg = load_config(args.config)
         layout = RunLayout.for_run(cfg.run_name, args.run_dir)
         layout.root.mkdir(parents=True, exist_ok=True)
+        if args.shard:
+            summary = render_shard(cfg, layout, *parse_shard(args.shard), progress=not args.quiet)
+            print(json.dumps({**asdict(summary), "shard": args.shard}))
+            return 0
         dump_config(cfg, layout.notebook_config("01_render"))
-        objects, summary = build_dataset(cfg, layout, progress=not args.quiet)
+        objects, summary = (merge_render_shards(cfg, layout, args.merge) if args.merge
+                            else build_dataset(cfg, layout, progress=not args.quiet))
     except (ConfigError, RuntimeError, ValueError) as exc:
         print(f"mvclip: {exc}", file=sys.stderr)
         return 2

@@ -186,11 +186,13 @@ def _local_glbs(objaverse: types.ModuleType, uids: list[str],
     return paths, reasons
 
 
-def select_objects(cfg: ObjaverseConfig, seed: int) -> pd.DataFrame:
+def select_objects(cfg: ObjaverseConfig, seed: int, shard: tuple[int, int] | None = None) -> pd.DataFrame:
     """The objects to render, labelled by category, with local GLB paths.
 
     GLBs missing from the cache are downloaded with `objaverse.load_objects`; one that
     cannot be is recorded as failed with its reason and the run goes on with the others.
+    With `shard` = (I, N), only shard I's GLBs are fetched (`dataset.shard_items` of the sorted
+    uids); the other objects are listed without a path.
     """
     objaverse = _import_objaverse()
     try:
@@ -227,7 +229,13 @@ def select_objects(cfg: ObjaverseConfig, seed: int) -> pd.DataFrame:
             raise ConfigError(
                 f"{KEY}.max_objects: the {cfg.max_objects} objects drawn fall in {_plural(len(found))} "
                 f"({_counts(found)}); zero-shot needs at least 2: raise it or set it to null")
-    paths, reasons = _local_glbs(objaverse, uids, cfg.download_processes)
+    if shard is not None:
+        from .dataset import shard_items
+
+        fetched = set(shard_items(uids, *shard))
+    else:
+        fetched = set(uids)
+    paths, reasons = _local_glbs(objaverse, [u for u in uids if u in fetched], cfg.download_processes)
     rows = []
     for uid in uids:
         name = " ".join(str(annotations[uid].get("name") or "").split())
@@ -235,7 +243,8 @@ def select_objects(cfg: ObjaverseConfig, seed: int) -> pd.DataFrame:
         rows.append({
             "object_id": uid, "source": "objaverse", "category": chosen[uid],
             "caption": name or f"a {chosen[uid]}", "asset_path": path or "",
-            "status": "pending" if path else "failed", "reason": "" if path else reasons[uid],
+            "status": "pending" if path or uid not in fetched else "failed",
+            "reason": "" if path or uid not in fetched else reasons[uid],
         })
     return pd.DataFrame(rows, columns=COLUMNS)
 

@@ -471,9 +471,11 @@ def view_fingerprints(object_fingerprint: str, views: list[dict]) -> dict[str, s
     return {v["view_id"]: digest([object_fingerprint, v["camera_to_world"]]) for v in views}
 
 
-def sweep_stale_staging(layout: RunLayout) -> None:
-    """Remove the staging folders a killed run left behind (nothing in them was ever vouched for)."""
-    shutil.rmtree(layout.staging, ignore_errors=True)
+def sweep_stale_staging(layout: RunLayout, object_ids: Iterable[str]) -> None:
+    """Remove the staging folders a killed run left behind for these objects (nothing in them was ever
+    vouched for). Only these: render shards of one run work side by side, each on its own objects."""
+    for object_id in object_ids:
+        shutil.rmtree(layout.staging / object_id, ignore_errors=True)
 
 
 def pending_jobs(layout: RunLayout, jobs: Iterable[RenderJob]) -> list[RenderJob]:
@@ -526,7 +528,7 @@ def render_jobs(jobs: list[RenderJob], layout: RunLayout, cfg: RenderConfig, vie
 
     `fresh_worker_per_object` starts one process per object instead (for the benchmark).
     """
-    sweep_stale_staging(layout)
+    sweep_stale_staging(layout, [job.object_id for job in jobs])
     fingerprinted = []
     for job in jobs:
         fingerprint = render_fingerprint(job, cfg, seed)

@@ -104,6 +104,10 @@ class RunLayout:
     def status_path(self, object_id: str) -> Path:
         return self.render_status / f"{object_id}.json"
 
+    def render_shard_record(self, shard: int, n_shards: int) -> Path:
+        """Written by a render shard once all its objects are done; the merge needs every one."""
+        return self.dataset / "shards" / f"render-{shard}-of-{n_shards}.json"
+
     # --- later stages
     @property
     def backbone(self) -> Path:

@@ -176,6 +176,21 @@ def test_partly_filled_cache_offline_fails_only_the_missing_objects(tmp_path, mo
     assert len(pending) == 6 and all(pd.Series(pending.asset_path).map(lambda p: p.endswith(".glb")))
 
 
+def test_a_render_shard_fetches_only_its_own_objects(tmp_path, monkeypatch, no_network):
+    from mvclip_utils.dataset import shard_items
+
+    lay_out_cache(tmp_path, monkeypatch, absent={"mug02", "bot03"})
+    whole = select_objects(ObjaverseConfig(lvis_min_objects=3), seed=0)
+    for shard in range(2):
+        objects = select_objects(ObjaverseConfig(lvis_min_objects=3), seed=0, shard=(shard, 2)).set_index("object_id")
+        assert objects.index.tolist() == whole.object_id.tolist()  # every shard sees the same manifest
+        mine = set(shard_items(whole.object_id.tolist(), shard, 2))
+        failed = set(objects.index[objects.status == "failed"])
+        assert failed == {"mug02", "bot03"} & mine  # a missing GLB fails only in the shard that renders it
+        others = objects.drop(index=sorted(mine))
+        assert (others.status == "pending").all() and (others.asset_path == "").all()
+
+
 def test_empty_cache_offline_says_where_the_cache_is_and_how_to_fill_it(tmp_path, monkeypatch, no_network):
     root = lay_out_cache(tmp_path, monkeypatch, absent=set(ANNOTATIONS))
     with pytest.raises(RuntimeError) as info:
