@@ -98,18 +98,30 @@ def encode_views(backbone: Backbone, data: ViewImages, batch_size: int = 256, wo
 def embed_dataset(cfg: RunConfig, layout: RunLayout, backbone: Backbone, progress: bool = True) -> Embeddings:
     """Embeddings of every rendered object and view (all splits), from the cache when still valid."""
     path = layout.embeddings_file(backbone.slug)
-    made_from = {"dataset_fingerprint": dataset_fingerprint(layout), "backbone_identity": backbone.identity,
-                 "embed_settings": embed_settings(cfg)}
+    made_from = _made_from(cfg, layout, backbone)
     if path.exists():
         cached = _read_npz(path)
         if cached is not None and cached.provenance == made_from:
             return replace(cached, from_cache=True)
     views = load_views(layout)
     data = ViewImages(layout, SPLITS, views.view_id.tolist())  # every rendered object, every view
-    objects = data.objects
-    categories = sorted(objects.category.unique())
     image = encode_views(backbone, data, cfg.embed.batch_size, min(cfg.embed.loader_workers, os.cpu_count() or 1),
                          progress)
+    return _assemble(cfg, layout, backbone, data, views, image, made_from)
+
+
+def _made_from(cfg: RunConfig, layout: RunLayout, backbone: Backbone) -> dict[str, str]:
+    return {"dataset_fingerprint": dataset_fingerprint(layout), "backbone_identity": backbone.identity,
+            "embed_settings": embed_settings(cfg)}
+
+
+def _assemble(cfg: RunConfig, layout: RunLayout, backbone: Backbone, data: ViewImages, views, image: np.ndarray,
+              made_from: dict[str, str]) -> Embeddings:
+    """The embeddings file from the image embeddings of every object and view: captions and category
+    prompts encoded here; written atomically."""
+    path = layout.embeddings_file(backbone.slug)
+    objects = data.objects
+    categories = sorted(objects.category.unique())
     emb = Embeddings(
         image=image.astype(np.float32),
         text=backbone.encode_texts(objects.caption.tolist()).cpu().numpy(),
@@ -124,6 +136,94 @@ def embed_dataset(cfg: RunConfig, layout: RunLayout, backbone: Backbone, progres
     )
     atomic_savez(path, **{k: v for k, v in emb.__dict__.items() if k != "from_cache"})
     return emb
+
+
+def _shard_data(layout: RunLayout, shard: int, n_shards: int) -> ViewImages:
+    from .dataset import load_objects, shard_items
+
+    objects = load_objects(layout)
+    ids = objects.object_id[objects.status == "ok"].tolist()  # ViewImages' order: the table's
+    return ViewImages(layout, SPLITS, load_views(layout).view_id.tolist(), object_ids=shard_items(ids, shard, n_shards))
+
+
+def embed_shard(cfg: RunConfig, layout: RunLayout, backbone: Backbone, shard: int, n_shards: int,
+                progress: bool = True) -> Path:
+    """Image embeddings of shard `shard` of `n_shards` of the rendered objects (`dataset.shard_items` of the
+    objects table's order), with what they were made from; `merge_embedding_shards` joins them."""
+    data = _shard_data(layout, shard, n_shards)
+    image = encode_views(backbone, data, cfg.embed.batch_size, min(cfg.embed.loader_workers, os.cpu_count() or 1),
+                         progress)
+    path = layout.embedding_shard(backbone.slug, shard, n_shards)
+    atomic_savez(path, image=image.astype(np.float32), object_ids=data.objects.object_id.to_numpy(dtype=str),
+                 **_made_from(cfg, layout, backbone))
+    return path
+
+
+def merge_embedding_shards(cfg: RunConfig, layout: RunLayout, backbone: Backbone, n_shards: int) -> Embeddings:
+    """The embeddings file from N finished shards; refuses missing shards and shards made from another
+    dataset, backbone or prompt settings, naming them."""
+    paths = [layout.embedding_shard(backbone.slug, i, n_shards) for i in range(n_shards)]
+    missing = [i for i, p in enumerate(paths) if not p.exists()]
+    if missing:
+        raise RuntimeError(f"cannot merge: embedding shard(s) {', '.join(map(str, missing))} of {n_shards} have not "
+                           f"finished (no {paths[missing[0]]}); run them with python -m mvclip_utils.embed "
+                           f"--config <config> --shard {missing[0]}/{n_shards}")
+    made_from = _made_from(cfg, layout, backbone)
+    views = load_views(layout)
+    data = ViewImages(layout, SPLITS, views.view_id.tolist())
+    image = np.zeros((data.n_objects, data.n_views, 0), np.float32)
+    position = {oid: i for i, oid in enumerate(data.objects.object_id)}
+    filled = np.zeros(data.n_objects, bool)
+    for i, path in enumerate(paths):
+        with np.load(path, allow_pickle=False) as shard:
+            stale = [k for k, v in made_from.items() if str(shard[k]) != v]
+            if stale:
+                raise RuntimeError(f"{path} was made from another {', '.join(stale)} than the run's current "
+                                         f"one; rerun embedding shard {i}/{n_shards}")
+            if image.shape[-1] == 0:
+                image = np.zeros((data.n_objects, data.n_views, shard["image"].shape[-1]), np.float32)
+            rows = [position[o] for o in shard["object_ids"] if o in position]
+            if len(rows) != len(shard["object_ids"]):
+                raise RuntimeError(f"{path} holds objects the run no longer has; rerun embedding shard "
+                                         f"{i}/{n_shards}")
+            image[rows] = shard["image"]
+            filled[rows] = True
+    if not filled.all():
+        raise RuntimeError(f"the {n_shards} embedding shards cover {int(filled.sum())} of {len(filled)} objects; "
+                                 "rerun the shards with the run's current dataset")
+    return _assemble(cfg, layout, backbone, data, views, image, made_from)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Embed a run in shards (`--shard I/N`, e.g. one per GPU or SLURM array task), then `--merge N`."""
+    import argparse
+    import sys
+
+    from .backbone import load_backbone
+    from .config import ConfigError, load_config
+    from .dataset import parse_shard
+
+    parser = argparse.ArgumentParser(description="Embed a rendered run's images in shards, then merge them.")
+    parser.add_argument("--config", required=True, help="a params/*.yaml file")
+    parser.add_argument("--run-dir", help="defaults to outputs/<run_name>")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--shard", metavar="I/N", help="embed only shard I of N of the rendered objects (from 0)")
+    group.add_argument("--merge", type=int, metavar="N", help="write the embeddings file from N finished shards")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        layout = RunLayout.for_run(cfg.run_name, args.run_dir)
+        backbone = load_backbone(cfg.backbone, layout)
+        if args.shard:
+            print(embed_shard(cfg, layout, backbone, *parse_shard(args.shard), progress=not args.quiet))
+        else:
+            merge_embedding_shards(cfg, layout, backbone, args.merge)
+            print(layout.embeddings_file(backbone.slug))
+    except (ConfigError, RuntimeError, ValueError, FileNotFoundError) as exc:
+        print(f"mvclip: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 _STRING_FIELDS = ("backbone", "dataset_fingerprint", "backbone_identity", "embed_settings")
@@ -185,3 +285,7 @@ def backbone_variants(layout: RunLayout, cfg: RunConfig) -> dict[str, Embeddings
     if "baseline" not in variants:
         raise FileNotFoundError(f"no current embeddings of the run's backbone in {layout.embeddings}: run 03_embed")
     return dict(sorted(variants.items(), key=lambda kv: kv[0] != "baseline"))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -137,6 +137,10 @@ class RunLayout:
     def embeddings_file(self, backbone_slug: str) -> Path:
         return self.embeddings / f"{backbone_slug}.npz"
 
+    def embedding_shard(self, backbone_slug: str, shard: int, n_shards: int) -> Path:
+        """One shard's image embeddings; `embed --merge N` joins all N into `embeddings_file`."""
+        return self.embeddings / "shards" / f"{backbone_slug}-{shard}-of-{n_shards}.npz"
+
     @property
     def metrics(self) -> Path:
         return self.root / "metrics"

@@ -67,22 +67,26 @@ def _run_script(script, *args, env):
                           env={**os.environ, **env})
 
 
-def test_slurm_array_task_renders_its_shard_and_the_submit_script_chains_the_merge(tmp_path):
+@pytest.mark.parametrize("stage, module", [("render", "mvclip_utils.dataset"), ("embed", "mvclip_utils.embed")])
+def test_slurm_array_task_runs_its_shard_and_the_submit_script_chains_the_merge(tmp_path, stage, module):
     # The array task's shard is its place in the --array range, of the array's task count.
-    result = _run_script(SLURM / "render_array.sbatch", "params/objaverse_vitb32.yaml", "/runs/x",
+    result = _run_script(SLURM / f"{stage}_array.sbatch", "params/objaverse_vitb32.yaml", "/runs/x",
                          env={"SLURM_ARRAY_TASK_ID": "6", "SLURM_ARRAY_TASK_MIN": "4", "SLURM_ARRAY_TASK_COUNT": "3",
                               "MVCLIP_PYTHON": "echo"})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["-m", "mvclip_utils.dataset", "--config", "params/objaverse_vitb32.yaml",
+    assert result.stdout.split() == ["-m", module, "--config", "params/objaverse_vitb32.yaml",
                                      "--run-dir", "/runs/x", "--quiet", "--shard", "2/3"]
-    merge = _run_script(SLURM / "merge_render.sbatch", "c.yaml", "3", env={"MVCLIP_PYTHON": "echo"})
-    assert merge.stdout.split()[-2:] == ["--merge", "3"] and "--run-dir" not in merge.stdout
+    merge = _run_script(SLURM / "merge.sbatch", stage, "c.yaml", "3", env={"MVCLIP_PYTHON": "echo"})
+    assert merge.stdout.split()[:2] == ["-m", module] and merge.stdout.split()[-2:] == ["--merge", "3"]
+    assert "--run-dir" not in merge.stdout
     # submit: an array of N tasks, then the merge after all of them succeeded (sbatch replaced by a recorder).
     fake = tmp_path / "sbatch"
     fake.write_text("#!/bin/bash\necho \"$@\" >> " + str(tmp_path / "calls") + "\necho 4242\\;cluster\n")
     fake.chmod(0o755)
-    submitted = _run_script(SLURM / "submit_render.sh", "c.yaml", "16", env={"SBATCH": str(fake)})
+    submitted = _run_script(SLURM / "submit.sh", stage, "c.yaml", "16", env={"SBATCH": str(fake)})
     assert submitted.returncode == 0, submitted.stderr
     array, merge_call = (tmp_path / "calls").read_text().splitlines()
-    assert "--array=0-15" in array and array.endswith("render_array.sbatch c.yaml")
-    assert "--dependency=afterok:4242" in merge_call and merge_call.endswith("merge_render.sbatch c.yaml 16")
+    assert "--array=0-15" in array and array.endswith(f"{stage}_array.sbatch c.yaml")
+    assert "--dependency=afterok:4242" in merge_call and merge_call.endswith(f"merge.sbatch {stage} c.yaml 16")
+    wrong = _run_script(SLURM / "submit.sh", "train", "c.yaml", "2", env={"SBATCH": str(fake)})
+    assert wrong.returncode == 2 and "expected render or embed" in wrong.stderr
