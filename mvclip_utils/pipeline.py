@@ -151,6 +151,12 @@ def write_index(layout: RunLayout, cfg: RunConfig, results: list[NotebookResult]
              f"read them, and rerunning the whole pipeline makes them agree.</p>" if len(digests) > 1 else "")
     backbone = (f"<p>Backbone: <b>{html.escape(json.loads(layout.backbone_record.read_text())['name'])}</b></p>"
                 if layout.backbone_record.exists() else "")
+    from .sweep import read_variant
+
+    overrides = read_variant(layout.root)
+    if overrides:
+        backbone += ("<p>Sweep variant: <b>" + html.escape(", ".join(f"{k} = {v}" for k, v in overrides.items()))
+                     + "</b> over the base config</p>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>mvclip run {html.escape(cfg.run_name)}</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}td,th{{padding:4px 12px;text-align:left}}
 pre{{background:#f5f5f5;padding:1em}}</style></head><body>
@@ -211,6 +217,11 @@ def _earlier_results(layout: RunLayout) -> dict[str, NotebookResult]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("sweep", "collect"):  # batch reruns (mvclip_utils.sweep)
+        from .sweep import main as sweep_main
+
+        return sweep_main(argv)
     parser = argparse.ArgumentParser(prog="mvclip", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="run config, e.g. params/default.yaml")
     parser.add_argument("--run-dir", help="where the run writes (default outputs/<run_name>)")

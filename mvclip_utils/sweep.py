@@ -1,0 +1,187 @@
+"""Batch reruns: one run directory per variant of a config (`mvclip sweep`), and one table over them
+(`mvclip collect`) with mean and standard error over seeds.
+
+    mvclip sweep --config params/default.yaml --set seed=0,1,2 --set heads.lr=1e-3,3e-4 [--only 01-07]
+    mvclip collect outputs/default-sweep/*  [--out sweep.csv]
+
+Each variant is a params file of its own (`extends:` the base config, its overrides over it) run by
+the same pipeline into `<root>/<variant>/`; its index says which overrides made it. Variants whose
+dataset is the same (the `dataset` and `render` sections and the seed, which draws the procedural
+objects and the splits) share the first one's rendered dataset instead of rendering it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import re
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .config import ConfigError, load_config
+from .runs import OUTPUTS_DIR, RunLayout, atomic_write_text, digest
+
+VARIANT_FILE = "sweep_variant.json"  # in each variant's run directory: what made it
+
+
+def parse_set(text: str) -> tuple[str, list[Any]]:
+    """'heads.lr=1e-3,3e-4' -> ('heads.lr', [0.001, 0.0003]); values are read as YAML."""
+    key, sep, values = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key.strip()) or not values:
+        raise ValueError(f"--set {text!r}: expected KEY=V1,V2,... with a dotted config key, e.g. heads.lr=1e-3,3e-4")
+    return key.strip(), [_value(v) for v in values.split(",")]
+
+
+def _value(text: str) -> Any:
+    """A value as YAML reads it, except that 1e-3 is a number (YAML 1.1 wants 1.0e-3)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+        return float(value)
+    return value
+
+
+def variants(sets: list[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
+    """Every combination of the values (the first key varies slowest), as {dotted key: value}."""
+    keys = [k for k, _ in sets]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"--set: a key is given twice in {keys}; give all its values in one --set")
+    return [dict(zip(keys, combination)) for combination in itertools.product(*(v for _, v in sets))]
+
+
+def variant_name(overrides: dict[str, Any]) -> str:
+    """A file-name-safe name, e.g. 'seed=1,heads.lr=0.0003' -> 'seed-1_heads.lr-0.0003'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(f"{k}-{v}" for k, v in overrides.items())).strip("-")
+
+
+def nested(overrides: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def write_variant_config(base: Path, overrides: dict[str, Any], path: Path, run_name: str) -> Path:
+    """A params file that extends the base config with the overrides, validated now (a bad key fails
+    before any variant runs)."""
+    data = {"extends": str(base.resolve()), **nested(overrides), "run_name": run_name}
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+    load_config(path)
+    return path
+
+
+def dataset_key(config_path: Path) -> str:
+    """What a rendered dataset depends on: the dataset and render sections and the seed."""
+    cfg = load_config(config_path)
+    return digest([asdict(cfg.dataset), asdict(cfg.render), cfg.seed])
+
+
+def run_sweep(config: Path | str, sets: list[tuple[str, list[Any]]], root: Path | str | None = None,
+              only: str | None = None, kernel: str | None = None) -> list[tuple[str, Path, str]]:
+    """Run every variant into `root/<variant>/` (default outputs/<run_name>-sweep); returns (variant, run
+    directory, status) per variant. A failed variant is reported and the sweep goes on."""
+    from .pipeline import run_pipeline
+
+    config = Path(config)
+    base = load_config(config)
+    root = Path(root) if root else OUTPUTS_DIR / f"{base.run_name}-sweep"
+    root.mkdir(parents=True, exist_ok=True)
+    planned = []
+    for overrides in variants(sets):
+        name = variant_name(overrides)
+        path = write_variant_config(config, overrides, root / f"{name}.yaml", f"{base.run_name}-{name}")
+        planned.append((name, overrides, path, root / name))
+    rendered: dict[str, Path] = {}
+    out = []
+    for i, (name, overrides, path, run_dir) in enumerate(planned, start=1):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        key = dataset_key(path)
+        shared = rendered.get(key)
+        if shared is not None and not (run_dir / "dataset").exists():
+            (run_dir / "dataset").symlink_to(shared.resolve(), target_is_directory=True)
+        rendered.setdefault(key, run_dir / "dataset")
+        (run_dir / VARIANT_FILE).write_text(json.dumps(
+            {"base_config": str(config.resolve()), "overrides": overrides, "variant_config": str(path),
+             "shares_dataset_with": str(shared.parent) if shared is not None else ""}, indent=1))
+        print(f"[mvclip sweep] variant {i}/{len(planned)}: {name}"
+              + (f" (dataset shared with {shared.parent.name})" if shared is not None else ""), flush=True)
+        try:
+            results = run_pipeline(path, run_dir, only, kernel)
+            status = "ok" if results and all(r.status == "ok" for r in results) else "failed"
+        except (ConfigError, ValueError, RuntimeError) as exc:
+            print(f"[mvclip sweep] {name}: {exc}", file=sys.stderr, flush=True)
+            status = "failed"
+        out.append((name, run_dir, status))
+    return out
+
+
+def read_variant(run_dir: Path | str) -> dict[str, Any]:
+    """The overrides that made a run ({} for a run that is not a sweep variant)."""
+    path = Path(run_dir) / VARIANT_FILE
+    return json.loads(path.read_text())["overrides"] if path.exists() else {}
+
+
+def collect(run_dirs: list[Path | str], over: str = "seed") -> pd.DataFrame:
+    """The results tables of several runs in one: per method and per combination of the overrides other
+    than `over`, the mean of every numeric column, its standard error over the runs (`<column>_stderr`,
+    std / sqrt(n); NaN for one run) and the number of runs `n_runs`."""
+    frames = []
+    for run_dir in run_dirs:
+        table_path = RunLayout(Path(run_dir)).results_table
+        if not table_path.exists():
+            raise FileNotFoundError(f"{table_path} is missing: {run_dir} has no results (did its run fail?)")
+        table = pd.read_csv(table_path)
+        for key, value in read_variant(run_dir).items():
+            table[key] = str(value)
+        table["run_dir"] = str(run_dir)
+        frames.append(table)
+    rows = pd.concat(frames, ignore_index=True)
+    keys = ["method"] + [k for k in dict.fromkeys(k for f in run_dirs for k in read_variant(f)) if k != over]
+    numeric = [c for c in rows.select_dtypes("number").columns if c not in keys]
+    grouped = rows.groupby(keys, sort=False, dropna=False)
+    mean = grouped[numeric].mean()
+    stderr = grouped[numeric].std(ddof=1) / np.sqrt(grouped.size().to_numpy()[:, None])
+    out = mean.join(stderr.add_suffix("_stderr"))
+    out.insert(0, "n_runs", grouped.size())
+    return out.reset_index()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mvclip", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    sweep = commands.add_parser("sweep", help="run every variant of a config into its own run directory")
+    sweep.add_argument("--config", required=True)
+    sweep.add_argument("--set", action="append", required=True, metavar="KEY=V1,V2",
+                       help="a config key and its values (repeat for a grid), e.g. seed=0,1,2")
+    sweep.add_argument("--root", help="where the variants go (default outputs/<run_name>-sweep)")
+    sweep.add_argument("--only", help="notebooks to run in each variant, e.g. 01-07")
+    sweep.add_argument("--kernel")
+    gather = commands.add_parser("collect", help="one results table over runs: mean and standard error over seeds")
+    gather.add_argument("run_dirs", nargs="+")
+    gather.add_argument("--over", default="seed", help="the override averaged over (default seed)")
+    gather.add_argument("--out", help="also write the table as CSV here")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "sweep":
+            done = run_sweep(args.config, [parse_set(s) for s in args.set], args.root, args.only, args.kernel)
+            for name, run_dir, status in done:
+                print(f"[mvclip sweep] {status:>6}  {name}  {run_dir}")
+            return 0 if all(status == "ok" for *_, status in done) else 1
+        table = collect(args.run_dirs, args.over)
+        if args.out:
+            atomic_write_text(Path(args.out), table.to_csv(index=False))
+        print(table.to_string(index=False, max_cols=12))
+        return 0
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"mvclip: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,79 @@
+"""Batch reruns: the variant grid, the variant configs, the results table over runs (mean and standard
+error over seeds, checked by hand), and a real sweep whose variants share one rendered dataset."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO, run_module
+from mvclip_utils.config import ConfigError, load_config
+from mvclip_utils.sweep import VARIANT_FILE, collect, nested, parse_set, variant_name, variants, write_variant_config
+
+PARAMS = REPO / "params"
+
+
+def test_the_variant_grid_and_its_names():
+    sets = [parse_set("seed=0,1,2"), parse_set("heads.lr=1e-3,3e-4")]
+    assert sets[1] == ("heads.lr", [0.001, 0.0003])
+    grid = variants(sets)
+    assert len(grid) == 6 and grid[0] == {"seed": 0, "heads.lr": 0.001} and grid[-1] == {"seed": 2, "heads.lr": 0.0003}
+    assert variant_name(grid[1]) == "seed-0_heads.lr-0.0003"
+    assert nested({"seed": 1, "heads.lr": 0.1, "heads.steps": 5}) == {"seed": 1, "heads": {"lr": 0.1, "steps": 5}}
+    for bad in ("seed", "=1,2", "heads..lr=1", "seed="):
+        with pytest.raises(ValueError, match="expected KEY=V1,V2"):
+            parse_set(bad)
+    with pytest.raises(ValueError, match="given twice"):
+        variants([parse_set("seed=0"), parse_set("seed=1")])
+
+
+def test_a_variant_config_extends_the_base_and_a_bad_key_fails_before_any_work(tmp_path):
+    path = write_variant_config(PARAMS / "smoke.yaml", {"seed": 3, "heads.lr": 0.01}, tmp_path / "v.yaml", "smoke-v")
+    cfg = load_config(path)
+    assert (cfg.seed, cfg.heads.lr, cfg.run_name) == (3, 0.01, "smoke-v")
+    assert cfg.render.resolution == load_config(PARAMS / "smoke.yaml").render.resolution  # the rest is the base's
+    with pytest.raises(ConfigError, match="heads.lrr: unknown key"):
+        write_variant_config(PARAMS / "smoke.yaml", {"heads.lrr": 1}, tmp_path / "w.yaml", "x")
+
+
+def _fake_run(root, name, overrides, rows):
+    run = root / name
+    (run / "metrics").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(run / "metrics" / "results.csv", index=False)
+    (run / VARIANT_FILE).write_text(json.dumps({"overrides": overrides}))
+    return run
+
+
+def test_collect_gives_mean_and_standard_error_over_seeds_per_method_and_setting(tmp_path):
+    runs = [_fake_run(tmp_path, f"s{seed}-lr{lr}", {"seed": seed, "heads.lr": lr},
+                      [{"method": "baseline", "score": 0.5}, {"method": "object_head", "score": value}])
+            for seed, lr, value in [(0, 0.1, 0.2), (1, 0.1, 0.4), (2, 0.1, 0.9), (0, 0.3, 0.7), (1, 0.3, 0.7)]]
+    table = collect(runs).set_index(["method", "heads.lr"])
+    row = table.loc[("object_head", "0.1")]
+    assert row.n_runs == 3 and row.score == pytest.approx(0.5)
+    assert row.score_stderr == pytest.approx(np.std([0.2, 0.4, 0.9], ddof=1) / np.sqrt(3))
+    assert table.loc[("object_head", "0.3")].score_stderr == 0.0 and table.loc[("baseline", "0.3")].n_runs == 2
+    with pytest.raises(FileNotFoundError, match="has no results"):
+        collect([tmp_path / "nowhere"])
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_each_variant_into_its_own_directory_sharing_one_rendered_dataset(tmp_path):
+    root = tmp_path / "sweep"
+    result = run_module("mvclip_utils.pipeline", "sweep", "--config", str(PARAMS / "smoke.yaml"),
+                        "--set", "heads.lr=0.001,0.0003", "--root", str(root), "--only", "01-05", timeout=1800)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    first, second = root / "heads.lr-0.001", root / "heads.lr-0.0003"
+    assert (second / "dataset").is_symlink() and (second / "dataset").resolve() == (first / "dataset").resolve()
+    assert "dataset shared with heads.lr-0.001" in result.stdout
+    for run, lr in ((first, "0.001"), (second, "0.0003")):
+        assert f"Sweep variant: <b>heads.lr = {lr}</b>" in (run / "index.html").read_text()
+        assert pd.read_csv(run / "metrics" / "results.csv").method.tolist() == ["baseline", "object_head"]
+    object_head = [json.loads((run / "metrics" / "object_head.json").read_text()) for run in (first, second)]
+    assert object_head[0]["config_digest"] != object_head[1]["config_digest"]  # trained with their own lr
+    out = tmp_path / "collected.csv"
+    collected = run_module("mvclip_utils.pipeline", "collect", str(first), str(second), "--out", str(out))
+    assert collected.returncode == 0, collected.stderr
+    table = pd.read_csv(out)
+    assert len(table) == 4 and set(table["heads.lr"].astype(str)) == {"0.001", "0.0003"} and (table.n_runs == 1).all()
