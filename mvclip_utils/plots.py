@@ -537,5 +537,5 @@ def plot_part_iou(part_iou: pd.DataFrame, models: list[str], title: str, max_cat
         ax.set_yticks(range(len(categories)), categories if ax is axes[0][0] else [], fontsize=7)
         ax.set_title(textwrap.fill(model, 28), fontsize=8)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="IoU")
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.06)  # above the wrapped panel titles
     return fig

@@ -514,6 +514,16 @@ def describe_segmentation(run: SegmentationRun) -> str:
         lines.append(f"- **Per view, {LABELS[kind]}:** mIoU canonical {r[kind]['seg_miou_canonical']:.3f}, other grid "
                      f"{r[kind]['seg_miou_other_grid']:.3f}, ood {r[kind]['seg_miou_ood']:.3f}; per object, other grid "
                      f"minus canonical per-image mIoU {gap:+.3f} ± {se:.3f}: {verdict}.")
+    grid = groups["grid"]
+    elevations = run.views.elevation_deg.to_numpy()
+    levels = sorted(set(elevations[grid]), reverse=True)
+    by_elevation = {k: [float(np.nanmean(run.stats[k].image_miou[:, grid & (elevations == e)])) for e in levels]
+                    for k in ("decoder", "unet")}
+    lines.append("- **By elevation** (mean per-image mIoU over the grid views at each elevation; decoder / UNet): "
+                 + ", ".join(f"{e:g}°: {d:.3f} / {u:.3f}" for e, d, u in zip(levels, *by_elevation.values()))
+                 + (f". The decoder's spread across elevations ({max(by_elevation['decoder']) - min(by_elevation['decoder']):.3f})"
+                    f" is {'larger' if np.ptp(by_elevation['decoder']) > np.ptp(by_elevation['unet']) else 'not larger'}"
+                    f" than the UNet's ({np.ptp(by_elevation['unet']):.3f})." if len(levels) > 1 else "."))
     clip_gap, unet_gap = (_paired_view_gap(run.stats[k].image_miou, groups)[0] for k in ("decoder", "unet"))
     lines.append(f"- **Is a view effect CLIP's?** Other-grid minus canonical per-image mIoU is {clip_gap:+.3f} from "
                  f"the frozen features and {unet_gap:+.3f} for the UNet, which never saw a canonical view: the "
