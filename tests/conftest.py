@@ -50,3 +50,20 @@ def write_config(path: Path, overrides: dict | None = None) -> Path:
 def run_module(module: str, *args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([PYTHON, "-m", module, *args], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def rendered_run_with_backbone(root: Path, overrides: dict | None = None):
+    """A rendered tiny run with its mvclip-tiny pretrained and recorded as notebook 02 does:
+    (config, layout, backbone). For tests of the notebooks that come after 02."""
+    from mvclip_utils.backbone import load_backbone, write_backbone_record
+    from mvclip_utils.dataset import build_dataset
+    from mvclip_utils.pretrain import pretrain_tiny_clip
+    from mvclip_utils.runs import RunLayout
+
+    layout = RunLayout(root)
+    cfg = make_config(overrides)
+    build_dataset(cfg, layout, progress=False)
+    record = pretrain_tiny_clip(cfg, layout, progress=False)
+    backbone = load_backbone(cfg.backbone, layout)
+    write_backbone_record(layout, backbone, record.dataset_fingerprint)
+    return cfg, layout, backbone

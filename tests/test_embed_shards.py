@@ -5,12 +5,8 @@ import copy
 import numpy as np
 import pytest
 
-from conftest import make_config, run_module, write_config
-from mvclip_utils.backbone import load_backbone, write_backbone_record
-from mvclip_utils.dataset import build_dataset
+from conftest import rendered_run_with_backbone, run_module, write_config
 from mvclip_utils.embed import embed_dataset, embed_shard, merge_embedding_shards
-from mvclip_utils.pretrain import pretrain_tiny_clip
-from mvclip_utils.runs import RunLayout
 
 pytestmark = pytest.mark.slow
 
@@ -20,13 +16,7 @@ FAST = {"backbone": {"pretrain": {"steps": 4, "batch_size": 4, "torch_threads": 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    layout = RunLayout(tmp_path_factory.mktemp("run"))
-    cfg = make_config(FAST)
-    build_dataset(cfg, layout, progress=False)
-    record = pretrain_tiny_clip(cfg, layout, progress=False)
-    backbone = load_backbone(cfg.backbone, layout)
-    write_backbone_record(layout, backbone, record.dataset_fingerprint)
-    return cfg, layout, backbone
+    return rendered_run_with_backbone(tmp_path_factory.mktemp("run"), FAST)
 
 
 def test_merged_shards_equal_one_embedding_and_the_merge_refuses_missing_or_stale_shards(run):

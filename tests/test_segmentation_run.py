@@ -7,13 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_config
+from conftest import rendered_run_with_backbone
 from mvclip_utils import segmentation
-from mvclip_utils.backbone import InputTransform, load_backbone, write_backbone_record
-from mvclip_utils.dataset import PartClasses, ViewImages, build_dataset, load_mask, load_objects, load_views
-from mvclip_utils.pretrain import pretrain_tiny_clip
+from mvclip_utils.backbone import InputTransform, load_backbone
+from mvclip_utils.dataset import PartClasses, ViewImages, load_mask, load_objects, load_views
 from mvclip_utils.results import load_results
-from mvclip_utils.runs import RunLayout
 
 pytestmark = pytest.mark.slow
 
@@ -27,11 +25,7 @@ SETUP = {"dataset": {"procedural": {"categories": ["mug", "bottle", "car"], "obj
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    layout = RunLayout(tmp_path_factory.mktemp("run"))
-    cfg = make_config(SETUP)
-    build_dataset(cfg, layout, progress=False)
-    record = pretrain_tiny_clip(cfg, layout, progress=False)
-    write_backbone_record(layout, load_backbone(cfg.backbone, layout), record.dataset_fingerprint)
+    cfg, layout, _ = rendered_run_with_backbone(tmp_path_factory.mktemp("run"), SETUP)
     return cfg, layout
 
 
