@@ -111,6 +111,12 @@ class Backbone:
         return uint8_to_input(self.model, images)
 
 
+def unit_pixels(images: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 renders [B, H, W, 3] -> float [B, 3, H, W] in [0, 1] on `device` (what the decoders of
+    notebooks 10-11 reconstruct and the UNet reads; InputTransform starts from it)."""
+    return images.to(device).permute(0, 3, 1, 2).float().div(255)
+
+
 @dataclass(frozen=True)
 class InputTransform:
     """uint8 [..., H, W, 3] -> normalised float [..., 3, S, S] at a model's input size: the tensor
@@ -131,7 +137,7 @@ class InputTransform:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         single = images.ndim == 3
-        x = (images[None] if single else images).permute(0, 3, 1, 2).float().div(255)
+        x = unit_pixels(images[None] if single else images)
         if x.shape[-2:] != (self.size, self.size):
             x = F.interpolate(x, size=(self.size, self.size), mode="bicubic", align_corners=False,
                               antialias=True).clamp(0, 1)

@@ -86,3 +86,14 @@ def canonical_view_id(views: pd.DataFrame, configured: str = "", azimuth_deg: fl
     ring = grid[grid.elevation_deg == elevations[len(elevations) // 2]]
     gap = (ring.azimuth_deg - azimuth_deg + 180) % 360 - 180
     return ring.view_id.iloc[int(np.argmin(np.abs(gap.to_numpy())))]
+
+
+def example_views(views: pd.DataFrame, canonical: str) -> list[int]:
+    """Row positions of the views a report shows for an object: the canonical view, the grid view
+    opposite it in azimuth, and the first ood view (when there is one)."""
+    views = views.reset_index(drop=True)
+    c = views.view_id.tolist().index(canonical)
+    grid = views[views.kind == "grid"]
+    azimuth = ((grid.azimuth_deg - views.azimuth_deg[c] + 180) % 360 - 180).abs()
+    ood = views.index[views.kind != "grid"]
+    return [c, int(azimuth.idxmax())] + ([int(ood[0])] if len(ood) else [])

@@ -346,3 +346,13 @@ def mean_iou(confusion: np.ndarray, ignore_background: bool = True) -> float:
     """mIoU over the classes present (class 0, the background, left out by default)."""
     iou = iou_per_class(confusion)
     return float(np.nanmean(iou[1:] if ignore_background else iou))
+
+
+def paired_view_gap(per_image: np.ndarray, canonical: int, others: np.ndarray) -> tuple[float, float]:
+    """Per object, the mean of a per-image score [N, V] over the `others` views (a boolean mask over V)
+    minus its value on the `canonical` view; the mean of that difference over objects and its standard
+    error. Objects with no finite difference (NaN scores) are left out."""
+    diff = np.nanmean(np.asarray(per_image, dtype=float)[:, others], 1) - per_image[:, canonical]
+    diff = diff[np.isfinite(diff)]
+    se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+    return float(diff.mean()), se

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .backbone import unit_pixels
 from .dataset import PartClasses
-from .metrics import class_pixel_counts, iou_from_counts
+from .metrics import class_pixel_counts, iou_from_counts, paired_view_gap
 from .vqvae import Decoder
 
 
@@ -138,11 +139,6 @@ class _StatsAccumulator:
         return PixelStats(*self.sums, self.image_miou, self.foreground_iou)
 
 
-def _pixels(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 [B, S, S, 3] -> [B, 3, S, S] in [0, 1]: the UNet's input."""
-    return images.to(device).permute(0, 3, 1, 2).float().div(255)
-
-
 def _labels(batch, classes: PartClasses, device: torch.device) -> torch.Tensor:
     """A batch's part masks -> global class ids [B, S, S] (`dataset.PartClasses`)."""
     return torch.from_numpy(classes.to_global(batch.mask.numpy(), batch.category.numpy())).to(device)
@@ -162,7 +158,7 @@ class _Inputs:
             return spatial_features(self.backbone, self.transform(images).to(self.backbone.device))
 
     def __call__(self, images: torch.Tensor, kind: str) -> torch.Tensor:
-        return _pixels(images, self.backbone.device) if kind == "unet" else self.features(images)
+        return unit_pixels(images, self.backbone.device) if kind == "unet" else self.features(images)
 
 
 class TrainBatches:
@@ -198,7 +194,7 @@ class TrainBatches:
         device = self.inputs.backbone.device
         if self.cached:
             for index in self.order:
-                x = _pixels(self.images[index], device) if kind == "unet" else self.features[index].to(device)
+                x = unit_pixels(self.images[index], device) if kind == "unet" else self.features[index].to(device)
                 yield x, self.labels[index].to(device).long()
             return
         loader = torch.utils.data.DataLoader(self.train, batch_size=self.order.shape[1], collate_fn=collate_views,
@@ -253,7 +249,8 @@ class SegmentationRun:
             frame = self.views[["view_id", "azimuth_deg", "elevation_deg", "kind"]].copy().reset_index(drop=True)
             frame["image_miou"] = np.nanmean(st.image_miou, 0)
             frame["stderr"] = np.nanstd(st.image_miou, 0, ddof=1) / np.sqrt(np.isfinite(st.image_miou).sum(0))
-            frame["miou"] = [st.miou(np.arange(len(frame)) == v) for v in range(len(frame))]
+            with np.errstate(invalid="ignore"):  # a view with no part pixels at all: NaN
+                frame["miou"] = np.nanmean(iou_from_counts(st.correct, st.truth, st.predicted)[:, 1:], 1)
             frame["foreground_iou"] = st.foreground_iou.mean(0)
             out[kind] = frame
         return out
@@ -443,14 +440,11 @@ def per_part_iou(run: SegmentationRun) -> "pd.DataFrame":
 def segmentation_examples(run: SegmentationRun, objects: int = 4) -> tuple[list[str], dict[str, np.ndarray]]:
     """For a few test objects (one per category, in order) and three views (canonical, the grid view
     opposite it, an ood view): the render [n, S, S, 3] and the true and predicted class ids [n, S, S]."""
+    from .cameras import example_views
     from .dataset import collate_views
 
     views = run.views
-    c = views.view_id.tolist().index(run.canonical)
-    grid = views[views.kind == "grid"]
-    azimuth = ((grid.azimuth_deg - views.azimuth_deg[c] + 180) % 360 - 180).abs()
-    picked = [c, int(azimuth.idxmax())] + ([int(views.index[views.kind != "grid"][0])]
-                                            if (views.kind != "grid").any() else [])
+    picked = example_views(views, run.canonical)
     first = run.test.objects.drop_duplicates("category").index[:objects]
     batch = collate_views([run.test[run.test.index(int(o), v)] for o in first for v in picked])
     device = run.inputs.backbone.device
@@ -462,12 +456,8 @@ def segmentation_examples(run: SegmentationRun, objects: int = 4) -> tuple[list[
 
 
 def _paired_view_gap(image_miou: np.ndarray, groups: dict[str, np.ndarray]) -> tuple[float, float]:
-    """Per object: mean per-image mIoU of the other grid views minus the canonical view's; mean and
-    standard error over objects (objects whose canonical image has no part pixels left out)."""
-    c = int(np.flatnonzero(groups["canonical"])[0])
-    diff = np.nanmean(image_miou[:, groups["other_grid"]], 1) - image_miou[:, c]
-    diff = diff[np.isfinite(diff)]
-    return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+    """Per object, other grid views' mean per-image mIoU minus the canonical view's: mean and standard error."""
+    return paired_view_gap(image_miou, int(np.flatnonzero(groups["canonical"])[0]), groups["other_grid"])
 
 
 def describe_segmentation(run: SegmentationRun) -> str:

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .backbone import unit_pixels
+
 
 class EMACodebook(nn.Module):
     """Vector quantisation with a codebook updated by exponential moving averages (the VQ-VAE
@@ -244,16 +246,11 @@ class DecodingRun:
         return out
 
 
-def _targets(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 [B, S, S, 3] -> [B, 3, S, S] in [0, 1]: what the decoder reconstructs (the render itself)."""
-    return images.to(device).permute(0, 3, 1, 2).float().div(255)
-
-
 def _encoder_inputs(kind: str, backbone, transform, images: torch.Tensor) -> torch.Tensor:
     from .backbone import spatial_features
 
     if kind == "conv":
-        return _targets(images, backbone.device)
+        return unit_pixels(images, backbone.device)
     with torch.no_grad():  # the backbone stays frozen
         return spatial_features(backbone, transform(images).to(backbone.device))
 
@@ -269,7 +266,7 @@ def reconstruct(model: VQVAE, kind: str, backbone, transform, data, batch_size: 
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, collate_fn=collate_views, num_workers=workers)
     for batch in loader:
         reconstruction, c, _ = model(_encoder_inputs(kind, backbone, transform, batch.image))
-        target = _targets(batch.image, backbone.device)
+        target = unit_pixels(batch.image, backbone.device)
         errors.append(((reconstruction - target) ** 2).mean((1, 2, 3)).cpu())
         codes.append(c.cpu())
     mse = torch.cat(errors).reshape(data.n_objects, data.n_views).numpy()
@@ -302,13 +299,13 @@ def train_decoder(kind: str, cfg, layout, backbone, progress: bool = True) -> tu
     rng = np.random.default_rng(d.seed)
     val_items = sorted(rng.choice(len(val), size=min(len(val), 512), replace=False).tolist())
     val_batch = collate_views([val[i] for i in val_items]).image
-    val_inputs, val_targets = _encoder_inputs(kind, backbone, transform, val_batch), _targets(val_batch, backbone.device)
+    val_inputs, val_targets = _encoder_inputs(kind, backbone, transform, val_batch), unit_pixels(val_batch, backbone.device)
 
     def loss_at_step(step: int) -> torch.Tensor:
         model.train()
         images = next(batches).image
         reconstruction, _, commitment = model(_encoder_inputs(kind, backbone, transform, images))
-        return vqvae_loss(reconstruction, _targets(images, backbone.device), commitment, d.commitment)
+        return vqvae_loss(reconstruction, unit_pixels(images, backbone.device), commitment, d.commitment)
 
     def validate() -> float:
         model.eval()
@@ -383,6 +380,8 @@ def decoding_table(run: DecodingRun) -> "pd.DataFrame":
 
 def describe_decoding(run: DecodingRun) -> str:
     """The issue's findings (markdown), every sentence from the numbers."""
+    from .metrics import paired_view_gap
+
     clip, own = run.rows["clip"], run.rows["conv"]
     ratio = clip["pixel_mse"] / own["pixel_mse"]
     lines = [f"- **Blurrier from CLIP features?** Test MSE {clip['pixel_mse']:.4f} "
@@ -393,18 +392,16 @@ def describe_decoding(run: DecodingRun) -> str:
              + f" (final train loss {clip['train_loss_final']:.4f} vs {own['train_loss_final']:.4f}; the seed: 1.77 vs "
              "0.13 on its own scale)."]
     for kind, row in run.rows.items():
-        mse = run.mse[kind]
         grid = (run.views.kind == "grid").to_numpy()
         c = run.views.view_id.tolist().index(run.canonical)
-        others = mse[:, grid & (np.arange(len(grid)) != c)].mean(1)
-        diff = others - mse[:, c]  # per object: positive = the canonical view decodes better
-        se = diff.std(ddof=1) / np.sqrt(len(diff))
-        verdict = ("the canonical view is decoded **better**" if diff.mean() > 2 * se else
-                   "the canonical view is decoded **worse**" if diff.mean() < -2 * se else
+        # per object, other minus canonical MSE: positive = the canonical view decodes better
+        gap, se = paired_view_gap(run.mse[kind], c, grid & (np.arange(len(grid)) != c))
+        verdict = ("the canonical view is decoded **better**" if gap > 2 * se else
+                   "the canonical view is decoded **worse**" if gap < -2 * se else
                    "no difference beyond two standard errors")
         lines.append(f"- **Per view, {LABELS[kind]}:** canonical MSE {row['pixel_mse_canonical']:.4f}, "
                      f"other grid views {row['pixel_mse_other_grid']:.4f}, ood views "
-                     f"{row['pixel_mse_ood']:.4f}: {verdict} (other minus canonical {diff.mean():+.4f} ± "
+                     f"{row['pixel_mse_ood']:.4f}: {verdict} (other minus canonical {gap:+.4f} ± "
                      f"{se:.4f} per object).")
     view_gap = {k: (run.rows[k]["pixel_mse_other_grid"] - run.rows[k]["pixel_mse_canonical"]) for k in run.rows}
     lines.append(f"- **Is a view effect CLIP's?** The canonical view's advantage (other minus canonical MSE) is "
@@ -425,15 +422,12 @@ def reconstruction_examples(run: DecodingRun, objects: int = 4) -> tuple[list[st
     """For a few test objects (one per category, in order) and three views (the canonical view, the
     grid view farthest from it, an ood view): the truth and both reconstructions, [n, S, S, 3] each."""
     from .backbone import InputTransform
+    from .cameras import example_views
 
     backbone = run.encoder
     transform = InputTransform.for_model(backbone.model)
     views = run.views.reset_index(drop=True)
-    c = views.view_id.tolist().index(run.canonical)
-    grid = views[views.kind == "grid"]
-    azimuth = ((grid.azimuth_deg - views.azimuth_deg[c] + 180) % 360 - 180).abs()
-    picked = [c, int(azimuth.idxmax())] + ([int(views.index[views.kind != "grid"][0])] if (views.kind != "grid").any()
-                                            else [])
+    picked = example_views(views, run.canonical)
     first = run.test.objects.drop_duplicates("category").index[:objects]
     items = [run.test[int(o) * run.test.n_views + v] for o in first for v in picked]
     images = torch.stack([i.image for i in items])

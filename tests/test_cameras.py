@@ -69,3 +69,14 @@ def test_default_views_are_the_seed_grid_plus_ood():
     views = views_table(RenderConfig())
     assert (views.kind == "grid").sum() == 36 and (views.kind == "ood").sum() >= 4
     assert sorted(views[views.kind == "grid"].elevation_deg.unique()) == [10, 40, 70]
+
+
+def test_example_views_are_the_canonical_the_opposite_grid_view_and_an_ood_view():
+    import pandas as pd
+
+    from mvclip_utils.cameras import example_views
+
+    views = pd.DataFrame({"view_id": ["a0", "a90", "a180", "a270", "top"], "azimuth_deg": [0, 90, 180, 270, 0],
+                          "kind": ["grid"] * 4 + ["ood"]})
+    assert example_views(views, "a90") == [1, 3, 4]
+    assert example_views(views[views.kind == "grid"], "a0") == [0, 2]  # no ood view: two

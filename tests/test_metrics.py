@@ -180,3 +180,12 @@ def test_miou_against_a_hand_computed_confusion_matrix():
     assert iou[:3].tolist() == pytest.approx([2 / 4, 2 / 3, 2 / 3]) and np.isnan(iou[3])
     assert mean_iou(cm) == pytest.approx((2 / 3 + 2 / 3) / 2)  # background and the absent class left out
     assert mean_iou(cm, ignore_background=False) == pytest.approx((2 / 4 + 2 / 3 + 2 / 3) / 3)
+
+
+def test_paired_view_gap_is_the_per_object_mean_difference_and_its_standard_error():
+    from mvclip_utils.metrics import paired_view_gap
+
+    scores = np.array([[1.0, 2.0, 4.0], [2.0, 2.0, 2.0], [0.0, np.nan, 3.0], [np.nan, 1.0, 1.0]])
+    others = np.array([False, True, True])
+    gap, se = paired_view_gap(scores, 0, others)  # per object: 2, 0, 3 (the NaN canonical object left out)
+    assert gap == pytest.approx(5 / 3) and se == pytest.approx(np.std([2, 0, 3], ddof=1) / np.sqrt(3))
