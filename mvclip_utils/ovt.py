@@ -20,6 +20,7 @@ from torch import nn
 
 from .backbone import Backbone
 from .config import OVTConfig, RunConfig
+from .distributed import Ranks
 from .runs import atomic_torch_save, file_digest
 
 
@@ -186,21 +187,35 @@ class OVTHistory:
     outlier_drift: list[float]  # per epoch after the first: share of outlier views that changed
     epochs: int
     seconds: float
+    processes: int = 1  # data-parallel processes that trained it (torchrun)
 
 
 def embed_views(model: nn.Module, data, batch_size: int = 256, workers: int = 0) -> torch.Tensor:
     """[N objects, V views, D] normalised embeddings of a uint8 ViewImages by a model being tuned (in
-    eval mode, through notebook 03's `embed.encode_views`)."""
+    eval mode, on the model's device, through notebook 03's `embed.encode_views`), on the CPU."""
     from .embed import encode_views
 
     was_training = model.training
-    as_backbone = Backbone(model.eval(), None, None, torch.device("cpu"), False, "tuning", "tuning", "")
+    device = next(model.parameters()).device
+    as_backbone = Backbone(model.eval(), None, None, device, False, "tuning", "tuning", "")
     image = encode_views(as_backbone, data, batch_size, workers, progress=False)
     model.train(was_training)
     return torch.from_numpy(image)
 
 
-def train_ovt(cfg: RunConfig, layout, backbone: Backbone, progress: bool = True) -> tuple[OmniviewCLIP, OVTHistory]:
+class _ImageTower(nn.Module):
+    """`encode_image` as `forward`: what DistributedDataParallel wraps (it hooks `forward` only)."""
+
+    def __init__(self, model: OmniviewCLIP):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(images)
+
+
+def train_ovt(cfg: RunConfig, layout, backbone: Backbone, progress: bool = True,
+              ranks: Ranks | None = None) -> tuple[OmniviewCLIP, OVTHistory]:
     """Omniview-Tuning of the backbone's image tower on the `train` objects' grid views.
 
     Before each epoch (one pass over the train objects), the maximisation step embeds every
@@ -209,6 +224,11 @@ def train_ovt(cfg: RunConfig, layout, backbone: Backbone, progress: bool = True)
     text; views of one object are not each other's negatives) plus the canonical views of
     `clean_per_batch` pretrain objects with their captions, and lambda * VC on the batch's
     outlier views (or on all its views with `vc_views: all`).
+
+    With `ranks` of several processes (torchrun, `distributed.from_environment`), each rank
+    encodes its slice of the same global batch and its share of the maximisation step's
+    objects; anchors, outliers and the loss are computed on the gathered whole, so N
+    processes train the adapters one process would (`distributed` explains the gradients).
     """
     import copy
     import time
@@ -217,11 +237,14 @@ def train_ovt(cfg: RunConfig, layout, backbone: Backbone, progress: bool = True)
     from .backbone import InputTransform
     from .cameras import canonical_view_id
     from .dataset import ObjectViewBatches, ViewImages, collate_views, load_views
+    from .distributed import RankBatches, data_parallel
     from .train import optimise
 
     o = cfg.ovt
+    ranks = ranks or Ranks.single(backbone.device)
+    device = ranks.device
     torch.manual_seed(o.seed)
-    model = OmniviewCLIP(copy.deepcopy(backbone.model).float().cpu(), adapter_config(o))
+    model = OmniviewCLIP(copy.deepcopy(backbone.model).float().cpu(), adapter_config(o)).to(device)
     transform = InputTransform.for_model(model)
     views = load_views(layout)
     grid = views[views.kind == "grid"].view_id.tolist()
@@ -233,62 +256,79 @@ def train_ovt(cfg: RunConfig, layout, backbone: Backbone, progress: bool = True)
         bank = CaptionBank.build(backbone, [c for d in pool for c in d.objects.caption],
                                  np.concatenate([d.categories for d in pool]).tolist(), train.category_names,
                                  cfg.backbone.pretrain.caption_templates, o.category_caption_prob)
-    text_generator = torch.Generator().manual_seed(o.seed + 1)
+    text_generator = torch.Generator().manual_seed(o.seed + 1)  # the same texts on every rank
     sampler = ObjectViewBatches(train.n_objects, train.n_views, o.objects_per_batch,
                                 min(o.views_per_object, train.n_views), o.seed)
+    ranks.check_divides(sampler.p, "objects per batch", "ovt.objects_per_batch")
     workers = min(cfg.embed.loader_workers, 2)
-    generator = torch.Generator().manual_seed(o.seed)
-    clean_batches = (iter(torch.utils.data.DataLoader(  # decoded in workers, drawn without replacement per pass
-        clean, batch_size=o.clean_per_batch, collate_fn=collate_views, num_workers=workers,
-        sampler=torch.utils.data.RandomSampler(clean, num_samples=o.clean_per_batch * o.steps, generator=generator)))
-        if clean is not None else None)
+    start, stop = ranks.bounds(train.n_objects)  # this rank's objects in the maximisation step
+    own_objects = (train if not ranks.distributed else
+                   ViewImages(layout, ["train"], grid, object_ids=train.objects.object_id[start:stop].tolist()))
+    clean_batches = None
+    if clean is not None:  # decoded in workers, drawn without replacement per pass
+        ranks.check_divides(o.clean_per_batch, "clean views per batch", "ovt.clean_per_batch")
+        generator = torch.Generator().manual_seed(o.seed)
+        drawn = torch.utils.data.BatchSampler(torch.utils.data.RandomSampler(
+            clean, num_samples=o.clean_per_batch * o.steps, generator=generator), o.clean_per_batch, drop_last=True)
+        clean_batches = iter(torch.utils.data.DataLoader(clean, batch_sampler=RankBatches(drawn, ranks),
+                                                         collate_fn=collate_views, num_workers=workers))
     state = {"epoch": -1, "batches": iter(()), "anchor": None, "outliers": None}
-    history = OVTHistory([], [], [], 0, 0.0)
-    start = time.perf_counter()
+    history = OVTHistory([], [], [], 0, 0.0, ranks.world_size)
+    tower = data_parallel(_ImageTower(model), ranks)
+    began = time.perf_counter()
 
     def next_batch():
         batch = next(state["batches"], None)
         if batch is None:  # a new epoch: the maximisation step, then a fresh pass over the objects
             state["epoch"] += 1
-            image = embed_views(model, train, workers=workers)
+            image = ranks.gather_shares(embed_views(model, own_objects, workers=workers).to(device), train.n_objects)
             anchor = losses.knn_weighted_anchor(image, o.anchor_neighbours)
-            outliers = torch.zeros(train.n_objects, train.n_views, dtype=torch.bool)
+            outliers = torch.zeros(train.n_objects, train.n_views, dtype=torch.bool, device=device)
             outliers.scatter_(1, losses.outlier_views(image, anchor, o.outlier_views), True)
             if state["outliers"] is not None:
                 history.outlier_drift.append(float((outliers & ~state["outliers"]).sum() / outliers.sum()))
             state.update(anchor=anchor, outliers=outliers)
             sampler.set_epoch(state["epoch"])
-            state["batches"] = iter(torch.utils.data.DataLoader(train, batch_sampler=sampler, collate_fn=collate_views,
-                                                                num_workers=workers))
+            state["batches"] = iter(torch.utils.data.DataLoader(
+                train, batch_sampler=RankBatches(sampler, ranks), collate_fn=collate_views, num_workers=workers))
             batch = next(state["batches"])
         return batch
 
     def loss_at_step(step: int) -> torch.Tensor:
         batch = next_batch()
-        images, owner = batch.image, batch.object_index
-        if clean_batches is not None:
-            clean_batch = next(clean_batches)
+        images, n_local = batch.image, len(batch.object_index)
+        clean_batch = next(clean_batches) if clean_batches is not None else None
+        if clean_batch is not None:
             images = torch.cat([images, clean_batch.image])
-            owner = torch.cat([owner, train.n_objects + clean_batch.object_index])
-        text, text_id = bank.sample(owner, text_generator)
-        z = model.encode_image(transform(images))
+        z_local = tower(transform(images).to(device))
+        # the global batch, in one process's order: every rank's train views, then every rank's clean views
+        z = ranks.gather_with_local_grad(z_local[:n_local])
+        object_index = ranks.gather(batch.object_index.to(device))
+        view_index = ranks.gather(batch.view_index.to(device))
+        owner = object_index
+        if clean_batch is not None:
+            z = torch.cat([z, ranks.gather_with_local_grad(z_local[n_local:])])
+            owner = torch.cat([owner, train.n_objects + ranks.gather(clean_batch.object_index.to(device))])
+        text, text_id = bank.sample(owner.cpu(), text_generator)
+        text, text_id = text.to(device), text_id.to(device)
         # views of one object, and identical texts, are not each other's negatives
         not_negative = (owner[:, None] == owner[None]) | (text_id[:, None] == text_id[None])
         itc = losses.clip_loss(z, text, model.logit_scale.exp().detach(), not_negative)
-        n = len(batch.object_index)
-        on = (torch.ones(n, dtype=torch.bool) if o.vc_views == "all"
-              else state["outliers"][batch.object_index, batch.view_index])
-        vc = (losses.view_consistency_loss(z[:n][on], state["anchor"][batch.object_index[on]], o.margin)
+        n = len(object_index)
+        on = (torch.ones(n, dtype=torch.bool, device=device) if o.vc_views == "all"
+              else state["outliers"][object_index, view_index])
+        vc = (losses.view_consistency_loss(z[:n][on], state["anchor"][object_index[on]], o.margin)
               if o.vc_weight and on.any() else z.new_zeros(()))
         history.itc.append(float(itc.detach()))
         history.vc.append(float(vc.detach()))
         return itc + o.vc_weight * vc
 
     model.train()
-    optimise(((n, p) for n, p in model.named_parameters() if p.requires_grad), loss_at_step, o.steps, o.lr,
-             o.weight_decay, warmup_steps=min(20, o.steps // 10), desc="Omniview-Tuning", progress=progress)
+    optimise(((n, p) for n, p in tower.named_parameters() if p.requires_grad), loss_at_step, o.steps, o.lr,
+             o.weight_decay, warmup_steps=min(20, o.steps // 10), desc="Omniview-Tuning",
+             progress=progress and ranks.is_main)
     model.eval()
-    history.epochs, history.seconds = state["epoch"] + 1, time.perf_counter() - start
+    history.epochs, history.seconds = state["epoch"] + 1, time.perf_counter() - began
     return model, history
 
 
@@ -387,18 +427,71 @@ def paper_table(run: OVTRun) -> pd.DataFrame:
                          for name, e in run.evaluations.items()}).T
 
 
+def training_plan(cfg: RunConfig) -> dict[str, OVTConfig]:
+    """The two tunings of notebook 08 with the same budget: the ITC-only fine-tune and OVT."""
+    return {ITC_ONLY: replace(cfg.ovt, vc_weight=0.0), METHOD: cfg.ovt}
+
+
+def save_trained(layout, method: str, model: OmniviewCLIP, history: OVTHistory, provenance: dict[str, str],
+                 ovt_cfg: OVTConfig) -> None:
+    """The adapters and, next to them, the training history and what they were trained from."""
+    from .results import made_from
+    from .runs import atomic_write_json
+
+    save_adapters(model, layout.adapters(method))
+    atomic_write_json(layout.training_curves(method), {**asdict(history), **made_from(provenance, asdict(ovt_cfg)),
+                                                       "adapters_digest": file_digest(layout.adapters(method))})
+
+
+def read_trained(layout, method: str, provenance: dict[str, str], ovt_cfg: OVTConfig) -> OVTHistory | None:
+    """The history of adapters trained earlier (by notebook 08 or by torchrun) with these settings from
+    this dataset and backbone, when their file is the one recorded; else None."""
+    from dataclasses import fields
+
+    from .results import read_if_made_from
+
+    record = read_if_made_from(layout.training_curves(method), provenance, asdict(ovt_cfg))
+    path = layout.adapters(method)
+    if record is None or not path.exists() or record.get("adapters_digest") != file_digest(path):
+        return None
+    return OVTHistory(**{f.name: record[f.name] for f in fields(OVTHistory) if f.name in record})
+
+
+def train_or_reuse(cfg: RunConfig, ovt_cfg: OVTConfig, layout, backbone: Backbone, provenance: dict[str, str],
+                   method: str, progress: bool = True, ranks: Ranks | None = None) -> tuple[OmniviewCLIP, OVTHistory]:
+    """A method's adapters: read back when trained earlier with the same settings (so 08 evaluates what
+    `torchrun -m mvclip_utils.ovt` trained, and an interrupted run keeps what it finished), else trained
+    here and saved (by the main process)."""
+    import copy
+
+    ranks = ranks or Ranks.single(backbone.device)
+    history = read_trained(layout, method, provenance, ovt_cfg)
+    if history is not None:
+        if progress and ranks.is_main:
+            print(f"{method}: adapters trained earlier ({len(history.itc)} steps on {history.processes} "
+                  f"process(es), {history.seconds:.0f} s) read back from {layout.adapters(method)}", flush=True)
+        model = load_adapters(copy.deepcopy(backbone.model).float().cpu(), layout.adapters(method))
+        return model.to(ranks.device), history
+    model, history = train_ovt(replace(cfg, ovt=ovt_cfg), layout, backbone, progress, ranks)
+    if ranks.is_main:
+        save_trained(layout, method, model, history, provenance, ovt_cfg)
+    return model, history
+
+
 def _train_and_evaluate(cfg: RunConfig, ovt_cfg: OVTConfig, layout, backbone: Backbone, emb, progress: bool,
                         save_as: str | None = None) -> tuple[OmniviewCLIP, OVTHistory, TunedEvaluation]:
-    """Train, then evaluate on the paper's splits. With `save_as` (a method name) the adapters are saved and
-    the tuned backbone embeds the whole dataset as notebook 03 does (`embeddings/<slug>.npz`, read by 09)."""
+    """Train (or read back), then evaluate on the paper's splits. With `save_as` (a method name) the
+    adapters are saved and the tuned backbone embeds the whole dataset as notebook 03 does
+    (`embeddings/<slug>.npz`, read by 09)."""
     from .embed import embed_dataset
 
-    model, history = train_ovt(replace(cfg, ovt=ovt_cfg), layout, backbone, progress)
     test_image = None
     if save_as is not None:
-        save_adapters(model, layout.adapters(save_as))
+        model, history = train_or_reuse(cfg, ovt_cfg, layout, backbone, emb.provenance, save_as, progress)
         tuned = embed_dataset(cfg, layout, tuned_backbone(backbone, layout.adapters(save_as), save_as), progress)
         test_image = torch.from_numpy(tuned.split("test").image)
+    else:
+        model, history = train_ovt(replace(cfg, ovt=ovt_cfg), layout, backbone, progress)
     evaluation = evaluate_zero_shot_splits(model, layout, cfg, emb, test_image)
     trainable, total = trainable_parameters(model)
     evaluation.row.update(trainable_parameters=trainable, trainable_share=trainable / total,
@@ -424,11 +517,11 @@ def run_ovt(cfg: RunConfig, layout, progress: bool = True) -> OVTRun:
     record = read_backbone_record(layout)
     emb = load_embeddings(layout, cfg)
     backbone = load_backbone(cfg.backbone, layout)
-    backbone = replace(backbone, model=backbone.model.float().cpu(), device=torch.device("cpu"), use_amp=False)
+    backbone = replace(backbone, model=backbone.model.float())  # tuned in float32 on the backbone's device
     evaluations = {"frozen": evaluate_zero_shot_splits(backbone.model, layout, cfg, emb,  # 03's embeddings reused
                                                        torch.from_numpy(emb.split("test").image))}
     histories, results, trainable = {}, None, (0, 0)
-    for method, ovt_cfg in ((ITC_ONLY, replace(cfg.ovt, vc_weight=0.0)), (METHOD, cfg.ovt)):
+    for method, ovt_cfg in training_plan(cfg).items():
         model, history, evaluation = _train_and_evaluate(cfg, ovt_cfg, layout, backbone, emb, progress, method)
         trainable = trainable_parameters(model)
         results = write_result(layout, method, evaluation.row, record["name"], emb.provenance, asdict(ovt_cfg))
@@ -501,3 +594,57 @@ def describe_ablations(table: pd.DataFrame) -> str:
         lines.append(f"- **{variant}** ({row['changes']}): viewpoint-OOD {vp:+.1f} points, clean {clean:+.1f} "
                      f"points against the full OVT.")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- several processes (torchrun)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train notebook 08's adapters data-parallel, before 08 evaluates them:
+
+        torchrun --nproc_per_node 4 -m mvclip_utils.ovt --config params/objaverse_vitb32.yaml
+
+    One process per GPU (gloo on the CPU without one). Needs 01-03 done; writes the adapters and
+    training records that 08 then reads back instead of training (`train_or_reuse`). The global
+    batch is the config's, split across the processes: the same adapters as one process."""
+    import argparse
+
+    from .backbone import load_backbone
+    from .config import load_config
+    from .distributed import from_environment, shutdown
+    from .embed import load_embeddings
+    from .runs import RunLayout
+
+    parser = argparse.ArgumentParser(prog="torchrun --nproc_per_node N -m mvclip_utils.ovt", description=main.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="the run's params YAML")
+    parser.add_argument("--run-dir", default=None, help="the run directory (default: outputs/<run_name>)")
+    parser.add_argument("--methods", default=",".join([ITC_ONLY, METHOD]),
+                        help=f"comma-separated, of {ITC_ONLY}, {METHOD} (default both)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config)
+    plan = training_plan(cfg)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(methods) - set(plan))
+    if unknown:
+        parser.error(f"unknown method(s) {unknown}: choose from {', '.join(plan)}")
+    layout = RunLayout.for_run(cfg.run_name, args.run_dir)
+    ranks = from_environment(cfg.backbone.device)
+    try:
+        provenance = load_embeddings(layout, cfg).provenance
+        backbone = load_backbone(cfg.backbone, layout)
+        backbone = replace(backbone, model=backbone.model.float().to(ranks.device), device=ranks.device)
+        for method in methods:
+            model, history = train_or_reuse(cfg, plan[method], layout, backbone, provenance, method,
+                                            not args.quiet, ranks)
+            if ranks.is_main:
+                print(f"{method}: {len(history.itc)} steps, global batch {cfg.ovt.objects_per_batch} objects x "
+                      f"{cfg.ovt.views_per_object} views + {cfg.ovt.clean_per_batch} clean, on {history.processes} "
+                      f"process(es) in {history.seconds:.0f} s -> {layout.adapters(method)}", flush=True)
+    finally:
+        shutdown(ranks)
+
+
+if __name__ == "__main__":
+    main()

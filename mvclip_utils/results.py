@@ -12,6 +12,7 @@ one JSON per result, merged into a CSV.)
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 
@@ -121,23 +122,32 @@ def comparison_table(results: pd.DataFrame, methods: list[str] | None = None) ->
 # is read back rather than trained again, so an interrupted ablation run resumes.
 
 
+def made_from(provenance: dict[str, str], config_section: dict) -> dict[str, str]:
+    """What a stored artifact records to be reused: the dataset, backbone and embed settings it was
+    made from and a digest of the settings that trained it."""
+    return {**{k: provenance[k] for k in PROVENANCE}, "config_digest": digest(config_section)}
+
+
+def read_if_made_from(path: Path, provenance: dict[str, str], config_section: dict) -> dict | None:
+    """The JSON record at `path` when it was made (`made_from`) with these settings from this dataset
+    and backbone, else None."""
+    if not Path(path).exists():
+        return None
+    record = json.loads(Path(path).read_text())
+    expected = made_from(provenance, config_section)
+    return record if all(record.get(k) == v for k, v in expected.items()) else None
+
+
 def write_ablation(layout: RunLayout, study: str, variant: str, row: dict, provenance: dict[str, str],
                    config_section: dict) -> None:
-    record = {"variant": variant, **row, **{k: provenance[k] for k in PROVENANCE},
-              "config_digest": digest(config_section)}
-    atomic_write_json(layout.ablation_file(study, variant), record)
+    atomic_write_json(layout.ablation_file(study, variant),
+                      {"variant": variant, **row, **made_from(provenance, config_section)})
 
 
 def read_ablation(layout: RunLayout, study: str, variant: str, provenance: dict[str, str],
                   config_section: dict) -> dict | None:
     """The stored row of a variant made with these settings from this dataset and backbone, else None."""
-    path = layout.ablation_file(study, variant)
-    if not path.exists():
-        return None
-    record = json.loads(path.read_text())
-    same = record.get("config_digest") == digest(config_section) and all(
-        record.get(k) == provenance[k] for k in PROVENANCE)
-    return record if same else None
+    return read_if_made_from(layout.ablation_file(study, variant), provenance, config_section)
 
 
 def write_ablation_table(layout: RunLayout, study: str, rows: list[dict]) -> pd.DataFrame:

@@ -55,7 +55,9 @@ display(Markdown(
     f"({trainable / total:.1%}) · {cfg.ovt.steps} steps of {cfg.ovt.objects_per_batch} objects x "
     f"{cfg.ovt.views_per_object} views + {cfg.ovt.clean_per_batch} clean views, lambda {cfg.ovt.vc_weight}, "
     f"K = {cfg.ovt.outlier_views} outlier views, margin {cfg.ovt.margin}. Training: "
-    + ", ".join(f"{name} {h.seconds:.0f} s ({h.epochs} epochs)" for name, h in run.histories.items()) + "."))
+    + ", ".join(f"{name} {h.seconds:.0f} s ({h.epochs} epochs"
+                + (f", {h.processes} processes" if h.processes > 1 else "") + ")"
+                for name, h in run.histories.items()) + "."))
 
 # %% [markdown]
 # ## Training
