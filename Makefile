@@ -10,20 +10,25 @@ LOCK := requirements.lock
 PIP_INSTALL := -m pip install --disable-pip-version-check
 IMPORT_CHECK := import mvclip_utils, bpy, torch, papermill, open_clip, peft
 
-.PHONY: run ablations test install kernel clean-venv benchmark lock
+.PHONY: run ablations test install kernel lab clean-venv benchmark lock
 
 # Re-install when the project's dependencies or their pins change.
-$(STAMP): pyproject.toml $(LOCK)
+$(STAMP): pyproject.toml $(LOCK) mvclip_utils/lab.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) $(PIP_INSTALL) -r $(LOCK) -e '.[test]' > $(VENV)/pip-install.log 2>&1 \
 		|| (grep -v "^WARNING: Location" $(VENV)/pip-install.log | tail -40; exit 1)
 	$(PY) -c "$(IMPORT_CHECK)"
 	$(PY) -m ipykernel install --sys-prefix --name mvclip --display-name "Python 3 (mvclip)" > /dev/null
+	$(PY) -m mvclip_utils.lab > /dev/null
 	@touch $(STAMP)
 
 install: $(STAMP)
 
 kernel: $(STAMP)
+
+# JupyterLab from the venv: double-click a notebooks/NN_*.py to open it as a notebook on "Python 3 (mvclip)".
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 run: $(STAMP)
 	$(PY) -m mvclip_utils.pipeline --config $(CONFIG)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+
+from .progress import progress_bar
 
 FOLDER = "cifar-100-python"
 
@@ -65,8 +66,8 @@ def write_cifar100(root: str | Path, train: CifarSplit, test: CifarSplit) -> Pat
 def embed_images(backbone, images: np.ndarray, batch_size: int = 256, progress: bool = True) -> np.ndarray:
     """[N, D] normalised embeddings of uint8 images [N, H, W, 3] (resized to the model's input)."""
     out = []
-    for i in tqdm(range(0, len(images), batch_size), desc=f"embedding {len(images)} CIFAR images",
-                  disable=not progress, mininterval=1.0):
+    for i in progress_bar(range(0, len(images), batch_size), desc=f"embedding {len(images)} CIFAR images",
+                  disable=not progress):
         batch = torch.from_numpy(images[i:i + batch_size])
         out.append(backbone.encode_images(backbone.uint8_to_input(batch)).float().cpu())
     return torch.cat(out).numpy()

@@ -399,9 +399,9 @@ class ViewImages:
         image = load_image(self.layout, self.objects.object_id[o], self.view_ids[v])
         if self.corruption is not None:
             image = corrupt(image, *self.corruption, seed=[self.seed, o, v])
-        tensor = torch.from_numpy(np.ascontiguousarray(image))
-        mask = (torch.from_numpy(np.ascontiguousarray(load_mask(self.layout, self.objects.object_id[o],
-                                                                self.view_ids[v]))) if self.masks else None)
+        tensor = torch.from_numpy(np.require(image, requirements=["C", "W"]))  # a copy only when read-only
+        mask = (torch.from_numpy(np.require(load_mask(self.layout, self.objects.object_id[o], self.view_ids[v]),
+                                            requirements=["C", "W"])) if self.masks else None)
         return ViewItem(self.transform(tensor) if self.transform else tensor, self.objects.caption[o], o, v,
                         int(self.categories[o]), mask)
 

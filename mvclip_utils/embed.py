@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from .backbone import Backbone
 from .config import SPLITS, RunConfig
 from .dataset import ViewImages, collate_views, dataset_fingerprint, load_views
+from .progress import progress_bar
 from .runs import RunLayout, StaleArtifactError, atomic_savez, digest
 
 
@@ -90,7 +90,7 @@ def encode_views(backbone: Backbone, data: ViewImages, batch_size: int = 256, wo
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=workers, collate_fn=collate_views,
                                          pin_memory=backbone.device.type == "cuda")
     out = []
-    for batch in tqdm(loader, desc=f"embedding {len(data)} images", disable=not progress, mininterval=1.0):
+    for batch in progress_bar(loader, desc=f"embedding {len(data)} images", disable=not progress):
         out.append(backbone.encode_images(backbone.uint8_to_input(batch.image)).cpu())
     return torch.cat(out).reshape(data.n_objects, data.n_views, -1).numpy()
 

@@ -111,8 +111,15 @@ def train_method(name: str, cfg: RunConfig, emb: Embeddings, views: pd.DataFrame
         loss, _ = method.loss(model, sample_views(train_image[objects], k, generator), train_text[objects], h)
         return loss
 
+    # Validation sees groups of k views per object, as training does: the losses count pairs within a
+    # group, so a group of all V views would weigh view-view pairs against caption pairs differently
+    # and the two curves could not be compared. Every val view is used once, in fixed groups.
+    groups = val_image.shape[1] // k
+    val_groups = (sample_views(val_image, groups * k, torch.Generator().manual_seed(h.seed + 1))
+                  .reshape(len(val_image), groups, k, -1).transpose(0, 1))
+
     def validate() -> float:
-        return float(method.loss(model, val_image, val_text, h)[0])
+        return float(torch.stack([method.loss(model, group, val_text, h)[0] for group in val_groups]).mean())
 
     result = optimise(model.named_parameters(), loss_at_step, h.steps, h.lr, 0.0, 0,
                       desc=f"training {name}", progress=progress, validate=validate if len(val_image) > 1 else None,
@@ -177,6 +184,7 @@ class MethodRun:
     baseline_test: Embeddings  # the frozen backbone's
     views: pd.DataFrame
     backbone: str
+    heads: HeadsConfig  # the settings it was trained with
 
 
 def run_method(name: str, cfg: RunConfig, layout: RunLayout, progress: bool = True) -> MethodRun:
@@ -193,4 +201,4 @@ def run_method(name: str, cfg: RunConfig, layout: RunLayout, progress: bool = Tr
     row, test = evaluate_method(trained, emb, views, canonical_view_id(views, cfg.backbone.pretrain.canonical_view))
     results = write_result(layout, name, row, backbone["name"], emb.provenance, asdict(cfg.heads),
                            {"differences_from_seed": "; ".join(trained.method.differences_from_seed)})
-    return MethodRun(trained, row, results, test, emb.split("test"), views, backbone["name"])
+    return MethodRun(trained, row, results, test, emb.split("test"), views, backbone["name"], cfg.heads)

@@ -132,7 +132,7 @@ def view_retrieval(image, chunk: int = 1024) -> dict[str, float]:
     n, v, d = image.shape
     flat = image.reshape(n * v, d)
     owner = torch.arange(n).repeat_interleave(v)
-    hits, ap_sum = 0.0, 0.0
+    hits, average_precision = torch.zeros(n * v, dtype=torch.float64), torch.zeros(n * v, dtype=torch.float64)
     for start in range(0, n * v, chunk):
         queries = torch.arange(start, min(start + chunk, n * v))
         sims = flat[queries] @ flat.T
@@ -145,11 +145,19 @@ def view_retrieval(image, chunk: int = 1024) -> dict[str, float]:
         negatives_first = torch.argsort(is_positive.to(torch.int8), dim=1, stable=True)
         by_similarity = torch.argsort(sims.gather(1, negatives_first), dim=1, descending=True, stable=True)
         positive = is_positive.gather(1, negatives_first.gather(1, by_similarity))
-        hits += float(positive[:, 0].sum())
+        hits[queries] = positive[:, 0].double()
         ranks = torch.arange(1, n * v + 1, dtype=torch.float64)
         precision = positive.double().cumsum(1) / ranks
-        ap_sum += float(((precision * positive).sum(1) / (v - 1)).sum())
-    return {"recall_at_1": hits / (n * v), "mAP": ap_sum / (n * v)}
+        average_precision[queries] = (precision * positive).sum(1) / (v - 1)
+    return {"recall_at_1": float(hits.mean()), "mAP": float(average_precision.mean()),
+            "recall_at_1_stderr": object_stderr(hits.reshape(n, v).mean(1).numpy()),
+            "mAP_stderr": object_stderr(average_precision.reshape(n, v).mean(1).numpy())}
+
+
+def object_stderr(per_object: np.ndarray) -> float:
+    """Standard error over objects of a per-object value (sample std / sqrt(n)); NaN for one object."""
+    per_object = np.asarray(per_object, dtype=float)
+    return float(per_object.std(ddof=1) / np.sqrt(len(per_object))) if len(per_object) > 1 else float("nan")
 
 
 def zero_shot_predictions(image, category_text) -> np.ndarray:
@@ -223,11 +231,14 @@ def ood_to_grid_similarity(image, views: pd.DataFrame) -> float:
 def consistency_metrics(image, text) -> dict[str, float]:
     """The seed's three similarities, view retrieval and caption retrieval over the views given."""
     row: dict[str, float] = {}
+    n = len(image)
     for name, stats in similarity_stats(image, text).items():
         row[f"{name}_mean"], row[f"{name}_pooled_std"], row[f"{name}_object_std"] = \
             stats.mean, stats.pooled_std, stats.object_std
-    retrieval = view_retrieval(image)
-    row["view_retrieval_recall_at_1"], row["view_retrieval_mAP"] = retrieval["recall_at_1"], retrieval["mAP"]
+        # object_std is the population std of per-object means: its standard error divides by sqrt(n - 1)
+        row[f"{name}_stderr"] = stats.object_std / np.sqrt(n - 1) if n > 1 else float("nan")
+    for key, value in view_retrieval(image).items():
+        row[f"view_retrieval_{key}"] = value
     for k, value in caption_retrieval(image, text).items():
         row[f"caption_{k}"] = value
     return row
@@ -237,13 +248,17 @@ def zero_shot_columns(image, category_text, labels, views: pd.DataFrame, canonic
                       suffix: str = "") -> dict[str, float]:
     """Zero-shot accuracy over the grid views (headline), on the canonical view, on the other
     grid views and on the ood views."""
-    by_view = zero_shot_by_view(image, category_text, labels, views).set_index("view_id")
-    grid = by_view[by_view.kind == "grid"]
-    ood = by_view[by_view.kind == "ood"]
-    return {f"zero_shot_accuracy{suffix}": float(grid.accuracy.mean()),
-            f"zero_shot_accuracy_canonical{suffix}": float(by_view.accuracy[canonical]),
-            f"zero_shot_accuracy_other_grid{suffix}": float(grid.accuracy.drop(canonical, errors="ignore").mean()),
-            f"zero_shot_accuracy_ood{suffix}": float(ood.accuracy.mean()) if len(ood) else float("nan")}
+    correct = zero_shot_predictions(image, category_text) == np.asarray(labels)[:, None]  # [N, V]
+    kind, view_id = views.kind.to_numpy(), views.view_id.to_numpy()
+    subsets = {"": kind == "grid", "_canonical": view_id == canonical,
+               "_other_grid": (kind == "grid") & (view_id != canonical), "_ood": kind == "ood"}
+    row = {}
+    for name, keep in subsets.items():
+        # each object's accuracy over the subset's views; the standard error is over objects
+        per_object = correct[:, keep].mean(1) if keep.any() else np.full(len(correct), np.nan)
+        row[f"zero_shot_accuracy{name}{suffix}"] = float(per_object.mean())
+        row[f"zero_shot_accuracy{name}{suffix}_stderr"] = object_stderr(per_object) if keep.any() else float("nan")
+    return row
 
 
 def evaluation_row(image, text, category_text, labels, views: pd.DataFrame, canonical: str,

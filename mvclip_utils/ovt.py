@@ -21,6 +21,7 @@ from torch import nn
 from .backbone import Backbone
 from .config import OVTConfig, RunConfig
 from .distributed import Ranks
+from .progress import note
 from .runs import atomic_torch_save, file_digest
 
 
@@ -406,8 +407,8 @@ class OVTRun:
 
 
 CONSISTENCY_COLUMNS = {"same_object_mean": "same-object", "cross_object_mean": "cross-object",
-                       "text_image_mean": "text-image", "view_retrieval_recall_at_1": "view R@1",
-                       "view_retrieval_mAP": "view mAP", "caption_recall_at_1": "caption R@1",
+                       "text_image_mean": "text-image", "view_retrieval_recall_at_1": "view recall@1",
+                       "view_retrieval_mAP": "view mAP", "caption_recall_at_1": "caption recall@1",
                        "modality_gap": "modality gap", "effective_rank": "effective rank"}
 
 
@@ -468,8 +469,8 @@ def train_or_reuse(cfg: RunConfig, ovt_cfg: OVTConfig, layout, backbone: Backbon
     history = read_trained(layout, method, provenance, ovt_cfg)
     if history is not None:
         if progress and ranks.is_main:
-            print(f"{method}: adapters trained earlier ({len(history.itc)} steps on {history.processes} "
-                  f"process(es), {history.seconds:.0f} s) read back from {layout.adapters(method)}", flush=True)
+            note(f"{method}: adapters trained earlier ({len(history.itc)} steps on {history.processes} "
+                 f"process(es), {history.seconds:.0f} s) read back from {layout.adapters(method)}")
         model = load_adapters(copy.deepcopy(backbone.model).float().cpu(), layout.adapters(method))
         return model.to(ranks.device), history
     model, history = train_ovt(replace(cfg, ovt=ovt_cfg), layout, backbone, progress, ranks)
@@ -535,8 +536,8 @@ def run_ovt(cfg: RunConfig, layout, progress: bool = True) -> OVTRun:
             row = read_ablation(layout, METHOD, ablation.name, emb.provenance, section)
             if row is None:
                 if progress:
-                    print(f"ablation {i + 1}/{len(cfg.ovt_ablations)}: {ablation.name} "
-                          f"({changed_keys(ablation.ovt, cfg.ovt)})", flush=True)
+                    note(f"ablation {i + 1}/{len(cfg.ovt_ablations)}: {ablation.name} "
+                         f"({changed_keys(ablation.ovt, cfg.ovt)})")
                 row = _train_and_evaluate(cfg, ablation.ovt, layout, backbone, emb, progress)[2].row
                 write_ablation(layout, METHOD, ablation.name, row, emb.provenance, section)
             rows.append({**row, "variant": ablation.name, "changes": changed_keys(ablation.ovt, cfg.ovt)})

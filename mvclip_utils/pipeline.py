@@ -12,15 +12,21 @@ non-zero exit that names it; its executed copy, with the traceback, is kept and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
 import json
+import os
 import re
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
 
 from .config import ConfigError, RunConfig, dump_config, dump_config_text, load_config
+from .figures import NOTEBOOK_ENVIRONMENT
+from .progress import ENVIRONMENT as PROGRESS_ENVIRONMENT
+from .progress import OFF, TERMINAL
 from .runs import NOTEBOOKS_DIR, RunLayout, atomic_write_text, digest, sweep_temp_files
 
 NOTEBOOK_NAME = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.py$")
@@ -83,15 +89,60 @@ def resolve_kernel(preferred: str = DEFAULT_KERNEL) -> str:
                        f"(python -m ipykernel install --sys-prefix --name {preferred})")
 
 
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Environment variables for the kernels started inside the block (they inherit the runner's)."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def write_report(executed: Path, report: Path) -> None:
     """HTML with inputs hidden: what a researcher pastes into a write-up (figures are inlined)."""
     import nbformat
     from nbconvert import HTMLExporter
 
+    from .figures import report_with_anchors
+
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    body, _ = exporter.from_notebook_node(report_with_anchors(nbformat.read(executed, as_version=4)))
     report.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(report, body)
+
+
+def write_combined_report(layout: RunLayout, cfg: RunConfig, stems: list[str]) -> Path | None:
+    """`report.html`: every executed notebook's report in order, after a table of contents and the run's
+    config, as one page for the write-up. None when no notebook has run."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    from .figures import report_with_anchors
+
+    executed = [(stem, layout.executed_notebook(stem)) for stem in stems if layout.executed_notebook(stem).exists()]
+    if not executed:
+        return None
+    backbone = (json.loads(layout.backbone_record.read_text())["name"] if layout.backbone_record.exists() else "")
+    contents = "\n".join(f"{i + 1}. [{stem}](#{stem})" for i, (stem, _) in enumerate(executed))
+    cells = [nbformat.v4.new_markdown_cell(
+        f"# mvclip run `{cfg.run_name}`\n\nBackbone: **{backbone}** · written {time.strftime('%Y-%m-%d %H:%M')} from "
+        f"`{cfg.source_path}`\n\n## Contents\n\n{contents}\n\n## Config\n\n```yaml\n{dump_config_text(cfg)}\n```")]
+    for stem, path in executed:
+        notebook = report_with_anchors(nbformat.read(path, as_version=4))
+        cells.append(nbformat.v4.new_markdown_cell(f'<a id="{stem}"></a>\n\n---'))
+        cells += [c for c in notebook.cells if "parameters" not in c.get("metadata", {}).get("tags", [])
+                  and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    combined = nbformat.v4.new_notebook(cells=cells, metadata=nbformat.read(executed[0][1], as_version=4).metadata)
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(combined)
+    atomic_write_text(layout.combined_report, body)
+    return layout.combined_report
 
 
 def _error_summary(exc: BaseException) -> str:
@@ -112,13 +163,17 @@ def run_notebook(path: Path, cfg_path: Path, layout: RunLayout, kernel: str, tim
     start = time.perf_counter()
     status, error = "ok", ""
     try:
-        papermill.execute_notebook(
-            jupytext.read(path), str(executed),
-            parameters={"config_path": str(cfg_path), "run_dir": str(layout.root)},
-            kernel_name=kernel, language="python", cwd=str(path.parent),
-            execution_timeout=timeout_s, progress_bar=False, log_output=False,
-            coalesce_streams=True,  # one stream per cell, with progress-bar carriage returns resolved
-        )
+        with _environment({NOTEBOOK_ENVIRONMENT: stem}):  # the kernel names its figure files after it
+            papermill.execute_notebook(
+                jupytext.read(path), str(executed),
+                parameters={"config_path": str(cfg_path), "run_dir": str(layout.root)},
+                kernel_name=kernel, language="python", cwd=str(path.parent),
+                execution_timeout=timeout_s, progress_bar=False, log_output=False,
+                coalesce_streams=True,  # one stream per cell, with progress-bar carriage returns resolved
+                # what reaches the kernel's file descriptors (progress bars on sys.__stderr__, output of
+                # native code) goes to the terminal, not into the report
+                extra_arguments=["--IPKernelApp.capture_fd_output=False"],
+            )
     except Exception as exc:  # PapermillExecutionError, a dead kernel, a timeout
         status, error = "failed", _error_summary(exc)
     seconds = time.perf_counter() - start
@@ -157,23 +212,55 @@ def write_index(layout: RunLayout, cfg: RunConfig, results: list[NotebookResult]
     if overrides:
         backbone += ("<p>Sweep variant: <b>" + html.escape(", ".join(f"{k} = {v}" for k, v in overrides.items()))
                      + "</b> over the base config</p>")
+    from .figures import figure_index, figure_index_html
+
+    index = figure_index(layout)
+    figures = (f"<h2>Figures</h2><p>{len(index)} figures, each as PDF, SVG and 300-dpi PNG in "
+               f"<code>figures/</code>; the title links to the figure in its report.</p>{figure_index_html(index)}"
+               if len(index) else "")
+    combined = (f"<p><a href='{layout.combined_report.relative_to(layout.root)}'><b>The combined report</b></a>: "
+                f"every notebook's report in one page, with contents and the config, for the write-up.</p>"
+                if layout.combined_report.exists() else "")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>mvclip run {html.escape(cfg.run_name)}</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}td,th{{padding:4px 12px;text-align:left}}
 pre{{background:#f5f5f5;padding:1em}}</style></head><body>
 <h1>mvclip run <code>{html.escape(cfg.run_name)}</code></h1>
+{combined}
 <p>Updated {time.strftime('%Y-%m-%d %H:%M:%S')} from <code>{html.escape(str(cfg.source_path))}</code>.</p>
 {backbone}
 <table><tr><th>notebook</th><th>status</th><th>wall time</th><th>finished</th><th>links</th><th>error</th></tr>
 {''.join(rows)}</table>
 {mixed}
+{figures}
 <h2>Config of this pipeline call</h2><pre>{html.escape(config_text)}</pre></body></html>"""
     atomic_write_text(layout.index_html, page)
     atomic_write_text(layout.pipeline_log, json.dumps([asdict(r) for r in results], indent=1))
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def time_left(remaining: list[str], earlier: dict[str, NotebookResult]) -> str:
+    """The expected time of the notebooks still to run, from the run's previous timings (the index's)."""
+    known = [earlier[s].seconds for s in remaining if s in earlier and earlier[s].status == "ok"]
+    unknown = len(remaining) - len(known)
+    if not remaining:
+        return ""
+    text = f"about {_duration(sum(known))} left" if known else ""
+    if unknown:
+        text += f"{' + ' if text else ''}{unknown} notebook(s) not timed before"
+    return text
+
+
 def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None, only: str | None = None,
-                 kernel: str | None = None, notebooks_dir: Path = NOTEBOOKS_DIR) -> list[NotebookResult]:
-    """Run the selected notebooks in order; stops at the first failure (its result is last)."""
+                 kernel: str | None = None, notebooks_dir: Path = NOTEBOOKS_DIR,
+                 quiet: bool = False) -> list[NotebookResult]:
+    """Run the selected notebooks in order; stops at the first failure (its result is last).
+
+    The terminal gets a line per notebook with the time the previous run took and what is left,
+    and, between them, the running notebook's own progress bars (`progress`); `quiet` keeps the
+    lines and drops the bars."""
     cfg_path = Path(config_path).resolve()
     cfg = load_config(cfg_path)  # validated before any work
     available = discover_notebooks(notebooks_dir)
@@ -197,15 +284,28 @@ def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None, onl
         table[n] = NotebookResult(n, available[n].stem, "not run", 0.0)
     write_index(layout, cfg, list(table.values()))
     results = []
-    for number in selected:
-        print(f"[mvclip] running {available[number].stem} ...", flush=True)
-        result = run_notebook(available[number], cfg_path, layout, kernel, cfg.pipeline.notebook_timeout_s, cfg)
-        results.append(result)
-        table[number] = result
-        write_index(layout, cfg, list(table.values()))
-        print(f"[mvclip] {result.stem}: {result.status} in {result.seconds:.1f} s", flush=True)
-        if result.status != "ok":
-            break
+    stems = [available[n].stem for n in selected]
+    print(f"[mvclip] {len(selected)} notebook(s) into {layout.root}"
+          + (f"; {time_left(stems, earlier)} by the last run's timings" if earlier else ""), flush=True)
+    with _environment({PROGRESS_ENVIRONMENT: OFF if quiet else TERMINAL}):
+        for i, number in enumerate(selected):
+            stem = available[number].stem
+            before = earlier.get(stem)
+            print(f"[mvclip] ({i + 1}/{len(selected)}) running {stem}"
+                  + (f" (last time {_duration(before.seconds)})" if before and before.status == "ok" else "")
+                  + " ...", flush=True)
+            result = run_notebook(available[number], cfg_path, layout, kernel, cfg.pipeline.notebook_timeout_s,
+                                  cfg)
+            results.append(result)
+            table[number] = result
+            write_index(layout, cfg, list(table.values()))
+            left = time_left(stems[i + 1:], earlier)
+            print(f"[mvclip] {result.stem}: {result.status} in {result.seconds:.1f} s" + (f"; {left}" if left else ""),
+                  flush=True)
+            if result.status != "ok":
+                break
+    if write_combined_report(layout, cfg, [p.stem for p in available.values()]):
+        write_index(layout, cfg, list(table.values()))  # now with the combined report's link
     return results
 
 
@@ -227,10 +327,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", help="where the run writes (default outputs/<run_name>)")
     parser.add_argument("--only", help="notebooks to run, e.g. 01,04-07 (default: all)")
     parser.add_argument("--kernel", help=f"Jupyter kernel (default {DEFAULT_KERNEL!r} if registered, else python3)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no live progress bars, only a line per notebook (batch jobs)")
     parser.add_argument("--notebooks-dir", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
-        results = run_pipeline(args.config, args.run_dir, args.only, args.kernel, Path(args.notebooks_dir))
+        results = run_pipeline(args.config, args.run_dir, args.only, args.kernel, Path(args.notebooks_dir),
+                               args.quiet)
     except (ConfigError, ValueError, RuntimeError) as exc:
         print(f"mvclip: {exc}", file=sys.stderr)
         return 2

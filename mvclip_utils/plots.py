@@ -10,6 +10,7 @@ import pandas as pd
 
 from .config import SPLITS
 from .dataset import load_image, load_mask
+from .results import method_label
 from .runs import RunLayout
 
 
@@ -27,7 +28,7 @@ def plot_split_counts(objects: pd.DataFrame) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(10, 3.5))
     counts.plot.bar(stacked=True, ax=ax, width=0.8, colormap="viridis")
     ax.set_ylabel("rendered objects")
-    ax.set_xlabel("")
+    ax.set_xlabel("category")
     ax.set_title("Objects per category, stacked by split")
     ax.legend(title="split", bbox_to_anchor=(1.01, 1), loc="upper left")
     fig.tight_layout()
@@ -42,10 +43,10 @@ def plot_camera_positions(views: pd.DataFrame) -> plt.Figure:
         ax.scatter(v.azimuth_deg, v.elevation_deg, s=40 * v.distance, marker=marker, label=kind)
         if kind == "ood":
             for r in v.itertuples():
-                ax.annotate(f"{r.view_id} (d={r.distance:g})", (r.azimuth_deg, r.elevation_deg), fontsize=7,
+                ax.annotate(f"{r.view_id} (d={r.distance:g})", (r.azimuth_deg, r.elevation_deg), fontsize=8,
                             xytext=(4, 4), textcoords="offset points")
     ax.set(xlabel="azimuth (deg, 0 = front)", ylabel="elevation (deg)", xlim=(-10, 370), ylim=(-95, 95),
-           title=f"{len(views)} cameras per object")
+           title=f"Cameras: {len(views)} per object")
     ax.axhline(0, color="grey", lw=0.5)
     ax.legend(loc="lower right")
     fig.tight_layout()
@@ -67,10 +68,10 @@ def _image_grid(images: list[list[np.ndarray]], row_labels: list[str], col_label
             if j < len(row):
                 ax.imshow(row[j], interpolation="nearest")
             if i == 0 and col_labels and j < len(col_labels):
-                ax.set_title(col_labels[j], fontsize=7)
+                ax.set_title(col_labels[j], fontsize=8)
         axes[i, 0].set_ylabel(row_labels[i], fontsize=8)
         if row_notes:
-            axes[i, -1].text(1.08, 0.5, row_notes[i], transform=axes[i, -1].transAxes, va="center", fontsize=7)
+            axes[i, -1].text(1.08, 0.5, row_notes[i], transform=axes[i, -1].transAxes, va="center", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -88,10 +89,11 @@ def plot_view_grid(layout: RunLayout, views: pd.DataFrame, object_id: str, capti
         rows.append([load_image(layout, object_id, v) for v in ood.view_id])
         labels.append("ood")
     cols = [f"az {a:g}°" for a in grid[grid.elevation_deg == grid.elevation_deg.iloc[0]].azimuth_deg]
-    fig = _image_grid(rows, labels, cols, f"{object_id}: “{caption}”")
+    fig = _image_grid(rows, labels, cols, f"{object_id}: “{caption}”", cell=1.25)
+    fig.mvclip_name = "view-grid"  # the title names the object: the file name should not
     if len(ood):
         for j, name in enumerate(ood.view_id):
-            fig.axes[(len(rows) - 1) * len(cols) + j].set_xlabel(name.removeprefix("ood_"), fontsize=7)
+            fig.axes[(len(rows) - 1) * len(cols) + j].set_xlabel(name.removeprefix("ood_"), fontsize=8)
     return fig
 
 
@@ -160,18 +162,44 @@ def _block_lines(ax, views: pd.DataFrame) -> None:
             ax.axvline(i - 0.5, color="white", lw=1)
 
 
+def view_blocks(views: pd.DataFrame) -> list[tuple[str, int, int]]:
+    """(label, start, stop) of each run of grid views at one elevation ('elev 40°'), and of each ood view
+    on its own: the blocks of the seed's figures, in view order."""
+    blocks = []
+    for i, r in enumerate(views.itertuples()):
+        label = f"elev {r.elevation_deg:g}°" if r.kind == "grid" else r.view_id.removeprefix("ood_")
+        if blocks and r.kind == "grid" and blocks[-1][0] == label and blocks[-1][2] == i:
+            blocks[-1] = (label, blocks[-1][1], i + 1)
+        else:
+            blocks.append((label, i, i + 1))
+    return blocks
+
+
+def label_view_axis(ax, views: pd.DataFrame, axis: str = "x") -> None:
+    """Ticks naming every elevation block (at its centre) and every ood view, a minor tick per view."""
+    blocks = view_blocks(views)
+    centres = [(start + stop - 1) / 2 for _, start, stop in blocks]
+    names = [label for label, _, _ in blocks]
+    single = [stop - start == 1 for _, start, stop in blocks]  # ood views: named one by one, slanted on x
+    for which in ("x", "y") if axis == "both" else (axis,):
+        set_ticks = ax.set_xticks if which == "x" else ax.set_yticks
+        set_ticks(centres, names, fontsize=8)
+        if which == "x":
+            for label, one in zip(ax.get_xticklabels(), single):
+                if one:
+                    label.set(rotation=45, ha="right")
+        set_ticks(np.arange(len(views)), minor=True)
+
+
 def plot_view_pair_heatmaps(mean: np.ndarray, std: np.ndarray, views: pd.DataFrame, title: str) -> plt.Figure:
     """The seed's figures: V x V mean and std over objects of same-object cosine similarity."""
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
-    ticks = np.arange(len(views))
-    labels = [v.removeprefix("ood_") for v in views.view_id]
     for ax, matrix, name, cmap in ((axes[0], mean, "mean", "viridis"), (axes[1], std, "std", "magma")):
         im = ax.imshow(matrix, cmap=cmap)
         _block_lines(ax, views)
-        ax.set_xticks(ticks[::3], labels[::3], rotation=90, fontsize=6)
-        ax.set_yticks(ticks[::3], labels[::3], fontsize=6)
-        ax.set_title(f"{name} over objects")
-        fig.colorbar(im, ax=ax, fraction=0.046)
+        label_view_axis(ax, views, "both")
+        ax.set(title=f"{name} over objects", xlabel="view (azimuth 0-360° within each elevation block)")
+        fig.colorbar(im, ax=ax, fraction=0.046, label=f"{name} of cosine similarity")
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -188,57 +216,91 @@ def plot_text_image_matrix(image: np.ndarray, text: np.ndarray, object_ids: list
         ax.axhline(n + k * v - 0.5, color="white", lw=0.5)
         ax.axvline(n + k * v - 0.5, color="white", lw=0.5)
     centres = [n / 2 - 0.5] + [n + (k + 0.5) * v - 0.5 for k in range(n)]
-    ax.set_xticks(centres, ["captions"] + list(object_ids), rotation=90, fontsize=7)
-    ax.set_yticks(centres, ["captions"] + list(object_ids), fontsize=7)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    ax.set_title(title)
+    ax.set_xticks(centres, ["captions"] + list(object_ids), rotation=90, fontsize=8)
+    ax.set_yticks(centres, ["captions"] + list(object_ids), fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="cosine similarity")
+    ax.set(title=title, xlabel="the captions, then each object's views", ylabel="the captions, then each object's views")
     fig.tight_layout()
     return fig
 
 
-def plot_zero_shot_by_view(by_view: pd.DataFrame, title: str, chance: float | None = None) -> plt.Figure:
-    """Zero-shot accuracy (± standard error) against azimuth per elevation, and for every ood view."""
+def plot_zero_shot_by_view(by_view: pd.DataFrame, title: str, chance: float | None = None,
+                           canonical: str | None = None) -> plt.Figure:
+    """Zero-shot accuracy against azimuth, one line per elevation, and for every ood view; error bars are
+    the standard error over test objects; the canonical view is starred."""
     grid, ood = by_view[by_view.kind == "grid"], by_view[by_view.kind == "ood"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [2.2, 1]}, sharey=True)
     for el, g in grid.groupby("elevation_deg", sort=False):
         axes[0].errorbar(g.azimuth_deg, g.accuracy, yerr=g.stderr, marker="o", ms=3, capsize=2, label=f"elev {el:g}°")
-    axes[0].set(xlabel="azimuth (deg, 0 = front)", ylabel="zero-shot accuracy", ylim=(0, 1.02))
-    axes[0].legend(fontsize=8)
+    if canonical is not None and canonical in set(grid.view_id):
+        c = grid[grid.view_id == canonical].iloc[0]
+        axes[0].plot(c.azimuth_deg, c.accuracy, "*", ms=14, mfc="none", mec="black", label=f"canonical view")
+    axes[0].set(xlabel="azimuth (deg, 0 = front)", ylabel="zero-shot accuracy", ylim=(0, 1.02),
+                title="grid views (error bars: ± standard error over test objects)")
     if len(ood):
         axes[1].bar(range(len(ood)), ood.accuracy, yerr=ood.stderr, capsize=3, color="C7")
-        axes[1].set_xticks(range(len(ood)), [v.removeprefix("ood_") for v in ood.view_id], rotation=45, ha="right",
-                           fontsize=8)
-        axes[1].set_title("out-of-distribution views", fontsize=9)
+        axes[1].set_xticks(range(len(ood)), [v.removeprefix("ood_") for v in ood.view_id], rotation=45, ha="right")
+        axes[1].set(title="out-of-distribution views", xlabel="view")
     if chance is not None:
         for ax in axes:
-            ax.axhline(chance, color="grey", ls=":", lw=1)
+            ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
+        axes[1].legend(loc="upper right")
+    axes[0].legend(ncol=2)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
 def plot_zero_shot_by_elevation(by_view: pd.DataFrame, title: str) -> plt.Figure:
+    """Mean zero-shot accuracy over the azimuths of each elevation; error bars: std over azimuths."""
     grid = by_view[by_view.kind == "grid"]
     summary = grid.groupby("elevation_deg", sort=False).accuracy.agg(["mean", "std"])
-    fig, ax = plt.subplots(figsize=(4, 3))
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
     ax.bar([f"{e:g}°" for e in summary.index], summary["mean"], yerr=summary["std"], capsize=3)
-    ax.set(xlabel="elevation", ylabel="mean zero-shot accuracy over azimuths", ylim=(0, 1), title=title)
+    ax.set(xlabel="elevation", ylabel="zero-shot accuracy\n(mean over azimuths)", ylim=(0, 1),
+           title=f"{title} (error bars: std over azimuths)")
     fig.tight_layout()
     return fig
 
 
-def plot_embedding_pca(emb, title: str) -> plt.Figure:
-    """Every view of every object projected on the first two principal components, coloured by category."""
+def category_colours(n: int) -> list:
+    """n distinct colours (tab10 up to 10, tab20 up to 20, then evenly spaced hues)."""
+    if n <= 10:
+        return [plt.cm.tab10(i) for i in range(n)]
+    if n <= 20:
+        return [plt.cm.tab20(i) for i in range(n)]
+    return [plt.cm.hsv(i / n) for i in range(n)]
+
+
+def plot_embedding_pca(emb, title: str, n_objects: int = 8) -> plt.Figure:
+    """Every view of every object on the first two principal components, coloured by category (left), and
+    the views of a few objects, each joined to its own centroid (right): tight stars are view-invariant."""
     flat = emb.image.reshape(-1, emb.image.shape[-1])
     centred = flat - flat.mean(0)
-    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    _, singular, components = np.linalg.svd(centred, full_matrices=False)
+    explained = singular ** 2 / (singular ** 2).sum()
     xy = (centred @ components[:2].T).reshape(*emb.image.shape[:2], 2)
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharex=True, sharey=True)
+    colours = category_colours(len(emb.category_names))
     for k, name in enumerate(emb.category_names):
         points = xy[emb.labels == k].reshape(-1, 2)
-        ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.4, label=name)
-    ax.set(title=title, xlabel="PC1", ylabel="PC2")
-    ax.legend(markerscale=4, fontsize=7, ncol=2)
+        axes[0].scatter(points[:, 0], points[:, 1], s=4, alpha=0.6, color=colours[k], label=name)
+    axes[0].legend(markerscale=4, ncol=2, loc="best")
+    axes[0].set_title("every view, by category")
+    chosen = np.linspace(0, len(xy) - 1, min(n_objects, len(xy))).astype(int)
+    for i, o in enumerate(chosen):
+        centre = xy[o].mean(0)
+        colour = category_colours(len(chosen))[i]
+        for point in xy[o]:
+            axes[1].plot([centre[0], point[0]], [centre[1], point[1]], color=colour, lw=0.5, alpha=0.6)
+        axes[1].scatter(xy[o, :, 0], xy[o, :, 1], s=6, color=colour,
+                        label=f"{emb.object_ids[o]} ({emb.category_names[emb.labels[o]]})")
+    axes[1].legend(markerscale=2, loc="best")
+    axes[1].set_title(f"the views of {len(chosen)} objects, joined to their centroid")
+    for ax in axes:
+        ax.set(xlabel=f"PC1 ({explained[0]:.0%} of variance)")
+    axes[0].set_ylabel(f"PC2 ({explained[1]:.0%} of variance)")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -261,32 +323,21 @@ def plot_heatmaps_beside(matrices: dict[str, np.ndarray], views: pd.DataFrame, t
     """Same-object V x V mean similarity of several methods on one colour scale."""
     fig, axes = plt.subplots(1, len(matrices), figsize=(5.5 * len(matrices), 5), squeeze=False)
     lo = min(float(m.min()) for m in matrices.values())
-    ticks, labels = np.arange(len(views)), [v.removeprefix("ood_") for v in views.view_id]
     for ax, (name, matrix) in zip(axes[0], matrices.items()):
         im = ax.imshow(matrix, cmap="viridis", vmin=lo, vmax=1)
         _block_lines(ax, views)
-        ax.set_xticks(ticks[::6], labels[::6], rotation=90, fontsize=6)
-        ax.set_yticks(ticks[::6], labels[::6], fontsize=6)
-        ax.set_title(name)
-    fig.colorbar(im, ax=list(axes[0]), fraction=0.02)
+        label_view_axis(ax, views, "both")
+        ax.set(title=name, xlabel="view (azimuth 0-360° within each elevation block)")
+    fig.colorbar(im, ax=list(axes[0]), fraction=0.02, label="mean cosine similarity over objects")
     fig.suptitle(title)
     return fig
 
 
-def plot_zero_shot_comparison(by_view: dict[str, pd.DataFrame], title: str, chance: float) -> plt.Figure:
-    """Zero-shot accuracy per view (grid views in order, then ood) for several methods."""
-    fig, ax = plt.subplots(figsize=(11, 3.2))
-    for name, frame in by_view.items():
-        ax.plot(np.arange(len(frame)), frame.accuracy, marker="o", ms=2.5, lw=1, label=name)
-    first = next(iter(by_view.values()))
-    ax.set_xticks(np.arange(len(first))[::3], [v.removeprefix("ood_") for v in first.view_id][::3], rotation=90,
-                  fontsize=6)
-    ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
-    ax.set(ylabel="zero-shot accuracy", ylim=(0, 1.02), title=title)
-    ax.legend(fontsize=8, ncol=4)
-    fig.tight_layout()
-    return fig
-
+def plot_zero_shot_comparison(by_view: dict[str, pd.DataFrame], title: str, chance: float,
+                              canonical: str | None = None) -> plt.Figure:
+    """Zero-shot accuracy per view of several methods (`metrics.zero_shot_by_view` frames)."""
+    return plot_metric_by_view(by_view, "accuracy", {name: method_label(name) for name in by_view}, canonical,
+                               "zero-shot accuracy", title, chance=chance, ylim=(0, 1.02))
 
 def show_method_run(run) -> None:
     """What every method notebook shows: training, the metrics against the baseline, the seed-style
@@ -295,14 +346,17 @@ def show_method_run(run) -> None:
 
     from . import metrics, results
 
-    method, result = run.trained.method, run.trained.result
-    display(Markdown(f"**Backbone:** {run.backbone} · **{method.title}** trained for {result.steps} steps in "
-                     f"{result.seconds:.1f} s; weights of step {result.best_step} kept.\n\n"
+    from .train import describe_training
+
+    method, result, h = run.trained.method, run.trained.result, run.heads
+    display(Markdown(f"**Backbone:** {run.backbone} · **{method.title}**. {describe_training(result, h.steps, h.patience)}"
+                     f" Both losses are over groups of {h.views_per_object} views per object (validation: the "
+                     f"val objects' views in fixed groups of that size), so the two curves compare.\n\n"
                      f"Differences from the seed code: {'; '.join(method.differences_from_seed)}."))
     display(plot_training_curves(result, f"{method.title}: training"))
     display(Markdown("## Against the frozen backbone (test objects)\nSimilarities, retrieval and the zero-shot "
                      "headline cover the grid views; the `ood` column covers the out-of-distribution views."))
-    display(results.comparison_table(run.results, ["baseline", method.name]).style.format("{:.3f}"))
+    display(results.comparison_table(run.results, ["baseline", method.name]).style.format(results.format_number))
     if "reconstruction_l2" in run.row:
         display(Markdown(
             f"Reconstruction of the test embeddings (VI + VD against CLIP): element-wise MSE "
@@ -318,7 +372,7 @@ def show_method_run(run) -> None:
     display(plot_zero_shot_comparison({
         "baseline": metrics.zero_shot_by_view(run.baseline_test.image, test.category_text, test.labels, run.views),
         method.title: metrics.zero_shot_by_view(test.image, test.category_text, test.labels, run.views),
-    }, "Zero-shot accuracy per view", 1 / len(test.category_names)))
+    }, "Zero-shot accuracy per view", 1 / len(test.category_names), run.row["canonical_view"]))
     plt.close("all")  # displayed above; do not show them twice
 
 
@@ -327,14 +381,15 @@ def plot_ovt_training(histories: dict, title: str, window: int = 10) -> plt.Figu
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.3))
     smooth = lambda v: np.convolve(v, np.ones(window) / window, mode="valid") if len(v) >= window else np.asarray(v)
     for name, h in histories.items():
-        axes[0].plot(smooth(h.itc), label=name)
+        axes[0].plot(smooth(h.itc), label=method_label(name))
         if any(h.vc):
-            axes[1].plot(smooth(h.vc), label=name)
+            axes[1].plot(smooth(h.vc), label=method_label(name))
         if h.outlier_drift:
-            axes[2].plot(range(1, len(h.outlier_drift) + 1), h.outlier_drift, marker=".", label=name)
-    axes[0].set(title="ITC loss", xlabel="step")
-    axes[1].set(title="view-consistency loss (outlier views)", xlabel="step")
-    axes[2].set(title="outlier set: share of views new each epoch", xlabel="epoch", ylim=(0, 1))
+            axes[2].plot(range(1, len(h.outlier_drift) + 1), h.outlier_drift, marker=".", label=method_label(name))
+    axes[0].set(title="ITC loss", xlabel="step", ylabel=f"loss (mean of {window} steps)")
+    axes[1].set(title="view-consistency loss (outlier views)", xlabel="step", ylabel=f"loss (mean of {window} steps)")
+    axes[2].set(title="outlier set: share of views new each epoch", xlabel="epoch", ylabel="share of outlier views",
+                ylim=(0, 1))
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
@@ -351,10 +406,10 @@ def plot_corruption_accuracy(corruptions: dict[str, pd.DataFrame], title: str, c
     x = np.arange(len(first))
     width = 0.8 / len(names)
     for i, name in enumerate(names):
-        ax.bar(x + (i - (len(names) - 1) / 2) * width, corruptions[name].accuracy, width, label=name)
-    ax.set_xticks(x, [f"{k.replace('_', ' ')}\n{s}" for k, s in zip(first.kind, first.severity)], fontsize=7)
+        ax.bar(x + (i - (len(names) - 1) / 2) * width, corruptions[name].accuracy, width, label=method_label(name))
+    ax.set_xticks(x, [f"{k.replace('_', ' ')}\n{s}" for k, s in zip(first.kind, first.severity)], fontsize=8)
     ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
-    ax.set(ylabel="zero-shot accuracy", ylim=(0, 1.02), title=title)
+    ax.set(ylabel="zero-shot accuracy", xlabel="corruption and severity", ylim=(0, 1.02), title=title)
     ax.legend(fontsize=8, ncol=len(names) + 1, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
     fig.tight_layout()
     return fig
@@ -372,7 +427,7 @@ def plot_ovt_ablations(table: pd.DataFrame, title: str, frozen: dict[str, float]
         ax.axhline(frozen[split], color=bars.patches[0].get_facecolor(), ls="--", lw=1)
     ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
     ax.set_xticks(x, [v.replace("_", " ") for v in table.index], fontsize=8)
-    ax.set(ylabel="zero-shot accuracy", ylim=(0, 1.02), title=title + " (dashed: frozen backbone)")
+    ax.set(ylabel="zero-shot accuracy", xlabel="variant", ylim=(0, 1.02), title=title + " (dashed: frozen backbone)")
     ax.legend(fontsize=8, ncol=len(splits) + 1, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     fig.tight_layout()
     return fig
@@ -448,7 +503,7 @@ def plot_few_shot_by_view(summary: pd.DataFrame, zero_shot: dict[str, float], ch
 def plot_image_rows(rows: dict[str, np.ndarray], title: str, labels: list[str] | None = None) -> plt.Figure:
     """Rows of uint8 images [n, S, S, 3] (e.g. truth / reconstruction A / reconstruction B), one column each."""
     n = len(next(iter(rows.values())))
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.25 * n, 1.35 * len(rows) + 0.4), squeeze=False)
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.5 * n + 0.6, 1.5 * len(rows) + 0.6), squeeze=False)
     for r, (name, images) in enumerate(rows.items()):
         for i in range(n):
             ax = axes[r][i]
@@ -456,9 +511,9 @@ def plot_image_rows(rows: dict[str, np.ndarray], title: str, labels: list[str] |
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_ylabel(textwrap.fill(name, 16), fontsize=7)
+                ax.set_ylabel(textwrap.fill(name, 16), fontsize=8)
             if labels and r == 0:
-                ax.set_title(labels[i], fontsize=5)
+                ax.set_title(textwrap.fill(labels[i], 14), fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -475,26 +530,47 @@ def plot_decoding_curves(curves: dict, labels: dict[str, str], title: str, val_l
         ax.plot(np.arange(len(smooth)) + window - 1, smooth, color=f"C{i}", lw=1, label=f"{labels[kind]}, train")
         ax.plot(result.val_steps, result.val_losses, "o--", color=f"C{i}", ms=3, label=f"{labels[kind]}, {val_label}")
     ax.set(xlabel="step", ylabel=ylabel, yscale="log", title=title)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def plot_metric_by_view(by_view: dict[str, pd.DataFrame], column: str, labels: dict[str, str], canonical: str,
-                        ylabel: str, title: str) -> plt.Figure:
-    """A per-view metric (grid views in order, then ood) for several models, the canonical view marked."""
-    fig, ax = plt.subplots(figsize=(11, 3.2))
-    for i, (kind, frame) in enumerate(by_view.items()):
-        x = np.arange(len(frame))
-        ax.errorbar(x, frame[column], yerr=frame.get("stderr"), marker="o", ms=2.5, lw=1, capsize=1.5,
-                    color=f"C{i}", label=labels[kind])
+def plot_metric_by_view(by_view: dict[str, pd.DataFrame], column: str, labels: dict[str, str],
+                        canonical: str | None, ylabel: str, title: str, chance: float | None = None,
+                        ylim: tuple[float, float] | None = None) -> plt.Figure:
+    """A per-view metric of several models: one line per elevation block (lines never join two blocks),
+    ood views as points, the standard error over test objects as a band (grid) or bar (ood), the
+    canonical view marked, the axis naming every elevation block and ood view."""
+    fig, ax = plt.subplots(figsize=(11, 3.6))
     first = next(iter(by_view.values()))
-    c = first.view_id.tolist().index(canonical)
-    ax.axvline(c, color="grey", ls=":", lw=1, label=f"canonical ({canonical})")
-    ax.set_xticks(np.arange(len(first))[::3], [v.removeprefix("ood_") for v in first.view_id][::3], rotation=90,
-                  fontsize=6)
-    ax.set(ylabel=ylabel, title=title)
-    ax.legend(fontsize=8)
+    blocks = view_blocks(first)
+    for i, (kind, frame) in enumerate(by_view.items()):
+        value, error = frame[column].to_numpy(), frame["stderr"].to_numpy() if "stderr" in frame else None
+        for b, (_, start, stop) in enumerate(blocks):
+            x = np.arange(start, stop)
+            label = labels[kind] if b == 0 else None
+            if stop - start > 1:
+                ax.plot(x, value[start:stop], marker="o", ms=2.5, lw=1, color=f"C{i}", label=label)
+                if error is not None:
+                    ax.fill_between(x, value[start:stop] - error[start:stop], value[start:stop] + error[start:stop],
+                                    color=f"C{i}", alpha=0.15, lw=0)
+            else:
+                ax.errorbar(x, value[start:stop], yerr=None if error is None else error[start:stop], fmt="o", ms=4,
+                            capsize=2, color=f"C{i}", label=label)
+    for _, start, stop in blocks[1:]:
+        if first.kind.iloc[start] == "grid" or first.kind.iloc[start - 1] == "grid":
+            ax.axvline(start - 0.5, color="lightgrey", lw=0.8)  # between elevation blocks and before the ood views
+    if canonical is not None and canonical in set(first.view_id):
+        c = first.view_id.tolist().index(canonical)
+        ax.axvline(c, color="black", ls="--", lw=1, label=f"canonical view ({canonical})")
+    if chance is not None:
+        ax.axhline(chance, color="grey", ls=":", lw=1, label=f"chance ({chance:.2f})")
+    label_view_axis(ax, first, "x")
+    ax.set(ylabel=ylabel, xlabel="view: azimuth 0-360° within each elevation block, then the ood views",
+           title=f"{title} (bands and bars: ± standard error over test objects)")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -524,17 +600,18 @@ def plot_part_iou(part_iou: pd.DataFrame, models: list[str], title: str, max_cat
         categories = categories[:max_categories]
         part_iou = part_iou[part_iou.category.isin(categories)]
     width = int(part_iou.part.max())
-    fig, axes = plt.subplots(1, len(models), figsize=(3.1 * len(models), 0.32 * len(categories) + 1.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(1.3 * width * len(models) + 1.5, 0.55 * len(categories) + 1.4),
+                             squeeze=False)
     for ax, model in zip(axes[0], models):
         grid = np.full((len(categories), width), np.nan)
         for category, part, name, value in part_iou[["category", "part", "part_name", model]].to_numpy():
             r, c = categories.index(category), int(part) - 1
             grid[r, c] = value
-            ax.text(c, r, f"{name}\n{value:.2f}", ha="center", va="center", fontsize=5,
+            ax.text(c, r, f"{name}\n{value:.2f}", ha="center", va="center", fontsize=8,
                     color="white" if not np.isfinite(value) or value < 0.6 else "black")
         image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-        ax.set_xticks(range(width), [f"part {i + 1}" for i in range(width)], fontsize=7)
-        ax.set_yticks(range(len(categories)), categories if ax is axes[0][0] else [], fontsize=7)
+        ax.set_xticks(range(width), [f"part {i + 1}" for i in range(width)], fontsize=8)
+        ax.set_yticks(range(len(categories)), categories if ax is axes[0][0] else [], fontsize=8)
         ax.set_title(textwrap.fill(model, 28), fontsize=8)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="IoU")
     fig.suptitle(title, y=1.06)  # above the wrapped panel titles

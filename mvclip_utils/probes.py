@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .results import method_label
+
 INITS = ("random", "zero_shot")
 
 
@@ -370,7 +372,7 @@ def variants_table(study: ProbeStudy) -> "pd.DataFrame":
         k = fs.k.min()
         for eval_name in data.eval_sets:
             one = fs[(fs.k == k) & (fs.shots_from == data.headline_pool) & (fs.eval_on == eval_name)]
-            rows.append({"variant": method, "evaluated on": eval_name, "zero-shot": result.zero_shot[eval_name],
+            rows.append({"variant": method_label(method), "evaluated on": eval_name, "zero-shot": result.zero_shot[eval_name],
                          "linear probe": result.linear_probe[eval_name],
                          **{f"{k}-shot, {init.replace('_', '-')} init": one[one.init == init].accuracy.mean()
                             for init in INITS}})

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from tqdm import tqdm
 
 from .config import RenderConfig
+from .progress import progress_bar
 from .runs import RunLayout, atomic_write_text, digest
 
 # Part label k is drawn in colour LABEL_LEVELS-coded RGB so that flat, unantialiased
@@ -573,8 +573,8 @@ def render_jobs(jobs: list[RenderJob], layout: RunLayout, cfg: RenderConfig, vie
         tasks.close()
         results.close()
 
-    bar = tqdm(total=len(todo), desc=f"rendering {sum(len(j.views) for j in todo)} views", unit="obj",
-               disable=not progress, smoothing=0.1, mininterval=1.0)
+    bar = progress_bar(total=len(todo), desc=f"rendering {sum(len(j.views) for j in todo)} views", unit="obj",
+                       disable=not progress, smoothing=0.1)
     try:
         for _ in range(n_workers):
             start_worker()

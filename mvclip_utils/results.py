@@ -24,10 +24,49 @@ METHOD_ORDER = ("baseline", "object_head", "contrastive_head", "autoencoder", "i
                 "segmentation_unet", "segmentation_location_prior", "segmentation_foreground_only",
                 "segmentation_category_silhouette")
 
+# What reports call each method (code names stay in files and the results table's `method` column).
+METHOD_LABELS = {
+    "baseline": "baseline (frozen)", "frozen": "frozen backbone", "object_head": "object head",
+    "contrastive_head": "contrastive head", "autoencoder": "view autoencoder", "itc_finetune": "ITC-only fine-tune",
+    "omniview_tuning": "Omniview-Tuning", "vqvae_clip_features": "VQ-VAE on CLIP features",
+    "vqvae_own_encoder": "VQ-VAE, own encoder", "segmentation_clip_decoder": "decoder on CLIP features",
+    "segmentation_linear_probe": "linear probe on patch tokens", "segmentation_unet": "UNet from scratch (pixels)",
+    "segmentation_location_prior": "location prior", "segmentation_foreground_only": "foreground only",
+    "segmentation_category_silhouette": "true silhouette + category",
+}
+
+
+def method_label(method: str) -> str:
+    """'object_head' -> 'object head': the display name of a method (any unknown one de-underscored)."""
+    return METHOD_LABELS.get(method, method.replace("_", " "))
+
+
+def format_number(value) -> str:
+    """Sensible precision for tables: 3 decimals, small values in short scientific notation (5.9e-4, not
+    0.0006), integers with thousands separators, blanks for missing values."""
+    import math
+    import re
+
+    if value is None or isinstance(value, str):
+        return value or ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int) or (hasattr(value, "dtype") and value.dtype.kind in "iu"):
+        return f"{int(value):,}"
+    value = float(value)
+    if math.isnan(value):
+        return ""
+    if value == 0 or 0.01 <= abs(value) < 1000:
+        return f"{value:.3f}" if value else "0"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return re.sub(r"e([+-])0*(\d)", lambda m: f"e{'-' if m.group(1) == '-' else ''}{m.group(2)}", f"{value:.1e}")
+
+
 # Headline columns and their display names (the summary, the method notebooks and the figures share them).
 HEADLINE_COLUMNS = {
     "same_object_mean": "same-object", "cross_object_mean": "cross-object", "text_image_mean": "text-image",
-    "view_retrieval_recall_at_1": "view R@1", "view_retrieval_mAP": "view mAP",
+    "view_retrieval_recall_at_1": "view recall@1", "view_retrieval_mAP": "view mAP",
     "zero_shot_accuracy_canonical": "zero-shot canonical", "zero_shot_accuracy_other_grid": "zero-shot other grid",
     "zero_shot_accuracy_ood": "zero-shot ood",
 }
@@ -109,11 +148,65 @@ def stale_results(layout: RunLayout) -> pd.DataFrame:
 
 
 def comparison_table(results: pd.DataFrame, methods: list[str] | None = None) -> pd.DataFrame:
-    """The headline metrics of some methods (rows) from the results table."""
+    """The headline metrics of some methods (rows, by display name) from the results table."""
     table = results.set_index("method")
     if methods:
         table = table.loc[[m for m in methods if m in table.index]]
-    return table[[c for c in HEADLINE_COLUMNS if c in table.columns]].rename(columns=HEADLINE_COLUMNS)
+    table = table[[c for c in HEADLINE_COLUMNS if c in table.columns]].rename(columns=HEADLINE_COLUMNS)
+    return table.rename(index=method_label).rename_axis("method")
+
+
+# ----------------------------------------------------------------------------- tables for a paper
+
+
+def _latex_escape(text: str) -> str:
+    import re
+
+    text = re.sub(r"([&%$#_{}])", r"\\\1", str(text))
+    for plain, latex in (("~", r"\textasciitilde{}"), ("^", r"\textasciicircum{}"), ("±", r"$\pm$"), ("→", r"$\to$"),
+                         ("≤", r"$\le$"), ("≥", r"$\ge$"), ("°", r"$^\circ$")):
+        text = text.replace(plain, latex)
+    return text
+
+
+def latex_table(table: pd.DataFrame, caption: str, label: str) -> str:
+    """A booktabs `table` of already formatted cells: the index is the first column; two-level
+    columns get a grouped header row with a cmidrule under each group."""
+    columns = list(table.columns)
+    grouped = isinstance(table.columns, pd.MultiIndex)
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_escape(caption)}}}", rf"\label{{{label}}}",
+             rf"\begin{{tabular}}{{l{'r' * len(columns)}}}", r"\toprule"]
+    if grouped:
+        groups, rules, position = [], [], 2
+        for name in dict.fromkeys(c[0] for c in columns):
+            span = sum(c[0] == name for c in columns)
+            groups.append(rf"\multicolumn{{{span}}}{{c}}{{{_latex_escape(name)}}}" if span > 1 else _latex_escape(name))
+            if span > 1:
+                rules.append(rf"\cmidrule(lr){{{position}-{position + span - 1}}}")
+            position += span
+        lines.append(" & ".join([""] + groups) + r" \\")
+        lines += [" ".join(rules)] if rules else []
+        header = [c[1] for c in columns]
+    else:
+        header = columns
+    lines.append(" & ".join([_latex_escape(table.index.name or "")] + [_latex_escape(c) for c in header]) + r" \\")
+    lines.append(r"\midrule")
+    for index, row in table.iterrows():
+        lines.append(" & ".join([_latex_escape(index)] + [_latex_escape(v) for v in row]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(layout: RunLayout, name: str, table: pd.DataFrame, caption: str) -> dict[str, str]:
+    """`tables/<name>.csv` and `tables/<name>.tex` (booktabs) of a table of formatted cells; the paths
+    written, relative to the run directory."""
+    flat = table.copy()
+    if isinstance(flat.columns, pd.MultiIndex):
+        flat.columns = [f"{a}: {b}" if b else a for a, b in flat.columns]
+    csv, tex = layout.tables / f"{name}.csv", layout.tables / f"{name}.tex"
+    atomic_write_text(csv, flat.to_csv())
+    atomic_write_text(tex, latex_table(table, caption, f"tab:{name.replace('_', '-')}"))
+    return {"csv": str(csv.relative_to(layout.root)), "tex": str(tex.relative_to(layout.root))}
 
 
 # ----------------------------------------------------------------------------- ablations

@@ -210,6 +210,24 @@ class RunLayout:
     def report(self, stem: str) -> Path:
         return self.reports / f"{stem}.html"
 
+    @property
+    def combined_report(self) -> Path:
+        """Every notebook's report in one page, for the write-up."""
+        return self.root / "report.html"
+
+    @property
+    def figures(self) -> Path:
+        """Every figure of the reports as files: `NN_slug-what.pdf`, `.svg` and a 300-dpi `.png`."""
+        return self.root / "figures"
+
+    def figure_file(self, name: str, extension: str) -> Path:
+        return self.figures / f"{name}.{extension}"
+
+    @property
+    def tables(self) -> Path:
+        """The summary's tables for a paper: CSV and LaTeX (booktabs)."""
+        return self.root / "tables"
+
 
 TEMP_SUFFIX = ".tmp"
 

@@ -6,59 +6,105 @@ here with no change to this module.
 
 from __future__ import annotations
 
-import html
-import re
-
 import matplotlib.pyplot as plt
-import nbformat
 import numpy as np
 import pandas as pd
 
-from .results import HEADLINE_COLUMNS
-from .runs import RunLayout
+from .results import HEADLINE_COLUMNS, format_number, method_label
 
-# The seed write-up's table: ViT-B/32 on Objaverse food-drink, mean +/- std across objects.
-# Its "inter-object" is our same-object similarity and its "intra-object" our cross-object one.
-SEED_TABLE = pd.DataFrame(
-    [("baseline", "0.893 ± 0.067", "0.710 ± 0.069", "0.266 ± 0.041", ""),
-     ("object_head", "0.997 ± 0.003", "0.978 ± 0.015", "0.822 ± 0.087", ""),
-     ("contrastive_head", "0.895 ± 0.266", "0.021 ± 0.676", "0.137 ± 0.139", ""),
-     ("autoencoder", "0.965 ± 0.043", "0.827 ± 0.094", "0.323 ± 0.039", "0.17 (element-wise MSE)")],
-    columns=["method", "same-object (seed: inter-object)", "cross-object (seed: intra-object)", "text-image",
-             "reconstruction"]).set_index("method")
+# The seed write-up's table: ViT-B/32 on Objaverse food-drink, mean ± the std over all pairs (pooled:
+# e.g. the contrastive head's cross-object 0.021 ± 0.676 is a spread of pair cosines, not of object
+# means). Its "inter-object" is our same-object similarity and its "intra-object" our cross-object one.
+SEED_NUMBERS = {
+    "baseline": {"same_object": (0.893, 0.067), "cross_object": (0.710, 0.069), "text_image": (0.266, 0.041)},
+    "object_head": {"same_object": (0.997, 0.003), "cross_object": (0.978, 0.015), "text_image": (0.822, 0.087)},
+    "contrastive_head": {"same_object": (0.895, 0.266), "cross_object": (0.021, 0.676),
+                         "text_image": (0.137, 0.139)},
+    "autoencoder": {"same_object": (0.965, 0.043), "cross_object": (0.827, 0.094), "text_image": (0.323, 0.039)},
+}
+SEED_METRICS = {"same_object": "same-object", "cross_object": "cross-object", "text_image": "text-image"}
+SEED_RECONSTRUCTION = "0.17 (element-wise MSE)"  # the autoencoder's, as the seed reports it
 
 
-def _mean_std(results: pd.DataFrame, metric: str) -> pd.Series:
-    return results.apply(lambda r: f"{r[f'{metric}_mean']:.3f} ± {r[f'{metric}_pooled_std']:.3f} "
-                                   f"({r[f'{metric}_object_std']:.3f})", axis=1)
+def _mean_pooled(mean: float, pooled_std: float) -> str:
+    return f"{format_number(mean)} ± {format_number(pooled_std)}"
 
 
 def summary_table(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per method: the seed's three metrics as mean ± pooled std (std across objects) and view
-    retrieval over the grid views; zero-shot accuracy by kind of view; the ood views' similarity to
-    their object's grid views; reconstruction where there is one."""
+    """One row per method (display names): the seed's three metrics as mean ± pooled std over pairs (the
+    seed's spread), view retrieval over the grid views; zero-shot accuracy by kind of view; the ood
+    views' similarity to their object's grid views; reconstruction where there is one."""
     results = results.set_index("method")
     if "same_object_mean" in results:  # rows of embedding methods (not 10's image decoders)
         results = results[results.same_object_mean.notna()]
     table = pd.DataFrame(index=results.index)
-    for metric in ("same_object", "cross_object", "text_image"):
-        table[HEADLINE_COLUMNS[f"{metric}_mean"]] = _mean_std(results, metric)
+    for metric in SEED_METRICS:
+        table[HEADLINE_COLUMNS[f"{metric}_mean"]] = [
+            _mean_pooled(m, s) for m, s in zip(results[f"{metric}_mean"], results[f"{metric}_pooled_std"])]
     for column in ("view_retrieval_mAP", "zero_shot_accuracy_canonical", "zero_shot_accuracy_other_grid",
                    "zero_shot_accuracy_ood"):
         if column in results:
-            table[HEADLINE_COLUMNS[column]] = results[column].map("{:.3f}".format)
+            table[HEADLINE_COLUMNS[column]] = results[column].map(format_number)
     if "zero_shot_accuracy_2d_ood" in results:  # methods that tune the backbone (08)
-        table["zero-shot 2D-OOD"] = results.zero_shot_accuracy_2d_ood.map(lambda v: f"{v:.3f}" if pd.notna(v) else "")
+        table["zero-shot 2D-OOD"] = results.zero_shot_accuracy_2d_ood.map(format_number)
     if "zero_shot_accuracy_canonical_unseen_prompts" in results:
         table["zero-shot canonical, unseen prompts"] = results.zero_shot_accuracy_canonical_unseen_prompts.map(
-            "{:.3f}".format)
+            format_number)
     if "ood_to_grid_similarity" in results:
-        table["ood → grid similarity"] = results.ood_to_grid_similarity.map("{:.3f}".format)
+        table["ood → grid similarity"] = results.ood_to_grid_similarity.map(format_number)
     if "reconstruction_mse" in results:
         table["reconstruction MSE / L2"] = [
-            f"{m:.4f} / {l2:.3f}" if pd.notna(m) else "" for m, l2 in zip(results.reconstruction_mse,
-                                                                         results.reconstruction_l2)]
-    return table
+            f"{format_number(m)} / {format_number(l2)}" if pd.notna(m) else "" for m, l2 in
+            zip(results.reconstruction_mse, results.reconstruction_l2)]
+    return table.rename(index=method_label).rename_axis("method")
+
+
+def seed_finding_checks(results: pd.DataFrame) -> dict[str, dict[str, bool]]:
+    """Each seed method's findings (the seed: yes to all) checked on this run's numbers."""
+    r = results.set_index("method")
+    if "baseline" not in r.index:
+        return {}
+    b, checks = r.loc["baseline"], {}
+    if "object_head" in r.index:
+        checks["object_head"] = {"collapses": is_collapsed(b, r.loc["object_head"])}
+    if "contrastive_head" in r.index:
+        c = r.loc["contrastive_head"]
+        checks["contrastive_head"] = {"cross-object falls": c.cross_object_mean < b.cross_object_mean,
+                                      "text-image falls": c.text_image_mean < b.text_image_mean}
+    if "autoencoder" in r.index:
+        a = r.loc["autoencoder"]
+        checks["autoencoder"] = {
+            "same-object rises": a.same_object_mean > b.same_object_mean,
+            "cross-object and text-image stay within 0.15": bool(
+                abs(a.cross_object_mean - b.cross_object_mean) < 0.15
+                and abs(a.text_image_mean - b.text_image_mean) < 0.15)}
+    return checks
+
+
+def reproduced(checks: dict[str, bool]) -> str:
+    """'yes', 'no', or 'partly: <what held>'."""
+    held = [claim for claim, ok in checks.items() if ok]
+    return "yes" if len(held) == len(checks) else "no" if not held else "partly: " + ", ".join(held)
+
+
+def seed_comparison(results: pd.DataFrame) -> pd.DataFrame:
+    """This run beside the seed's published table, with one definition of spread on both sides (mean ±
+    the std over all pairs), and whether the seed's finding for the method is reproduced."""
+    r = results.set_index("method")
+    checks = seed_finding_checks(results)
+    rows = {}
+    for method, seed in SEED_NUMBERS.items():
+        if method not in r.index:
+            continue
+        row = {}
+        for metric, label in SEED_METRICS.items():
+            row[(label, "this run")] = _mean_pooled(r.loc[method, f"{metric}_mean"], r.loc[method, f"{metric}_pooled_std"])
+            row[(label, "seed")] = _mean_pooled(*seed[metric])
+        row[("reproduced?", "")] = reproduced(checks[method]) if method in checks else "(the reference)"
+        rows[method_label(method)] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    return table.rename_axis("method")
 
 
 SPATIAL_COLUMNS = {"pixel_mse": "reconstruction MSE", "pixel_psnr": "PSNR dB", "seg_miou": "part mIoU",
@@ -74,7 +120,24 @@ def spatial_table(results: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     rows = results.set_index("method")[columns]
     rows = rows[rows.notna().any(axis=1)]
-    return rows.rename(columns=SPATIAL_COLUMNS).round(4)
+    return rows.rename(columns=SPATIAL_COLUMNS).rename(index=method_label).rename_axis("method").map(format_number)
+
+
+def write_paper_tables(layout, results: pd.DataFrame, backbone: str) -> pd.DataFrame:
+    """The summary's tables as CSV and LaTeX (booktabs) under `tables/`: which table, its files."""
+    from .results import write_table
+
+    n = int(results.n_objects.iloc[0]) if "n_objects" in results else 0
+    tables = {
+        "results": (summary_table(results), f"Every method on {n} test objects ({backbone}): mean ± std over all "
+                                             f"pairs for the similarities, grid views unless named."),
+        "seed_comparison": (seed_comparison(results), f"This run ({backbone}) beside the seed's ViT-B/32 on Objaverse "
+                                                      f"food-drink: mean ± std over all pairs on both sides."),
+        "spatial": (spatial_table(results), f"Decoding and segmentation from frozen spatial features ({backbone})."),
+    }
+    written = [{"table": name, **write_table(layout, name, table, caption)}
+               for name, (table, caption) in tables.items() if len(table)]
+    return pd.DataFrame(written, columns=["table", "csv", "tex"])
 
 
 # Real CLIP's geometry on one domain (ViT-B/32, Objaverse food-drink; DESIGN.md, the seed's table).
@@ -141,10 +204,11 @@ def findings(results: pd.DataFrame) -> str:
         return "No baseline row yet: run notebook 04."
     b = r.loc["baseline"]
     chance = 1.0 / b.n_categories
+    checks = seed_finding_checks(results)
     lines = [geometry_finding(b)]
     if "object_head" in r.index:
         o = r.loc["object_head"]
-        collapsed = is_collapsed(b, o)
+        collapsed = checks["object_head"]["collapses"]
         map_fell = o.view_retrieval_mAP < b.view_retrieval_mAP
         lines.append(
             f"- **Object head collapses** (seed: yes) — {'reproduced' if collapsed else 'not reproduced'}: "
@@ -160,8 +224,7 @@ def findings(results: pd.DataFrame) -> str:
                   else "here.")))
     if "contrastive_head" in r.index:
         c = r.loc["contrastive_head"]
-        cross_lower = c.cross_object_mean < b.cross_object_mean
-        text_lower = c.text_image_mean < b.text_image_mean
+        cross_lower, text_lower = checks["contrastive_head"].values()
         zero_shot_fell = c.zero_shot_accuracy < b.zero_shot_accuracy
         lines.append(
             f"- **Contrastive head lowers cross-object similarity** (seed: yes) — "
@@ -175,9 +238,7 @@ def findings(results: pd.DataFrame) -> str:
             + (": it falls, as category prompts never enter the loss." if zero_shot_fell else ": it does not fall."))
     if "autoencoder" in r.index:
         a = r.loc["autoencoder"]
-        same_up = a.same_object_mean > b.same_object_mean
-        near = (abs(a.cross_object_mean - b.cross_object_mean) < 0.15
-                and abs(a.text_image_mean - b.text_image_mean) < 0.15)
+        same_up, near = checks["autoencoder"].values()
         line = (f"- **Autoencoder raises same-object similarity** (seed: yes) — "
                 f"{'reproduced' if same_up else 'not reproduced'}: {_change(b, a, 'same_object_mean')}. "
                 f"**Cross-object and text-image stay near the baseline** (seed: yes; here: within 0.15) — "
@@ -195,46 +256,44 @@ def findings(results: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def plot_method_comparison(results: pd.DataFrame, title: str) -> plt.Figure:
-    """Grouped bars of the headline metrics, one group per metric and one bar per method."""
-    columns = {c: name.replace("zero-shot ", "zero-shot\n") for c, name in HEADLINE_COLUMNS.items()}
-    data = results.set_index("method")[[c for c in columns if c in results]]
-    fig, ax = plt.subplots(figsize=(11, 3.8))
-    width = 0.8 / len(data)
-    x = np.arange(data.shape[1])
-    for i, (method, row) in enumerate(data.iterrows()):
-        ax.bar(x + i * width - 0.4 + width / 2, row.to_numpy(), width, label=method)
-    ax.set_xticks(x, [columns[c] for c in data.columns], fontsize=8)
-    ax.axhline(0, color="black", lw=0.5)
-    ax.set(title=title, ylabel="value on test objects")
-    ax.legend(fontsize=8, ncol=len(data), loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+# The panels of the method comparison: one quantity each, with its standard-error column.
+PANELS = {"same_object_mean": ("same-object similarity", "same_object_stderr"),
+          "cross_object_mean": ("cross-object similarity", "cross_object_stderr"),
+          "text_image_mean": ("text-image similarity", "text_image_stderr"),
+          "view_retrieval_mAP": ("view-retrieval mAP", "view_retrieval_mAP_stderr"),
+          "zero_shot_accuracy_canonical": ("zero-shot accuracy, canonical view", "zero_shot_accuracy_canonical_stderr"),
+          "zero_shot_accuracy_other_grid": ("zero-shot accuracy, other grid views",
+                                            "zero_shot_accuracy_other_grid_stderr"),
+          "zero_shot_accuracy_ood": ("zero-shot accuracy, ood views", "zero_shot_accuracy_ood_stderr")}
+
+
+def plot_method_panels(results: pd.DataFrame, title: str) -> plt.Figure:
+    """One panel per quantity (similarities, view mAP, zero-shot accuracy by kind of view), one bar per
+    method, with the standard error over test objects; zero-shot panels carry the chance line."""
+    rows = results.set_index("method")
+    rows = rows[rows.same_object_mean.notna()] if "same_object_mean" in rows else rows
+    panels = [c for c in PANELS if c in rows]
+    fig, axes = plt.subplots(2, 4, figsize=(12, 5.2), sharey=True)
+    y = np.arange(len(rows))[::-1]
+    chance = 1.0 / rows.n_categories.iloc[0] if "n_categories" in rows else None
+    for ax, column in zip(axes.flat, panels):
+        label, stderr = PANELS[column]
+        error = rows[stderr].to_numpy() if stderr in rows else None
+        ax.barh(y, rows[column].to_numpy(), xerr=error, color=[f"C{i}" for i in range(len(rows))], capsize=2)
+        if column.startswith("zero_shot") and chance is not None:
+            ax.axvline(chance, color="black", ls="--", lw=1, label=f"chance ({chance:.2f})")
+            ax.legend(loc="lower right")
+        ax.set_xlim(min(0.0, float(np.nanmin(rows[column]))) - 0.05, 1.05)
+        ax.set(title=label, xlabel="cosine similarity" if "similarity" in label else
+               "mAP" if "mAP" in label else "accuracy")
+        ax.axvline(0, color="grey", lw=0.5)
+    for ax in axes[:, 0]:
+        ax.set_yticks(y, [method_label(m) for m in rows.index])
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+        ax.text(0, 0.5, "Error bars: standard error over\nthe test objects (per-object means\nof the "
+                "similarities, of view-\nretrieval AP and of accuracy).", va="center", fontsize=9,
+                transform=ax.transAxes)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
-
-
-def figure_index(layout: RunLayout) -> pd.DataFrame:
-    """Every figure of the run's executed notebooks: notebook, number, the section it is in, report link."""
-    rows = []
-    for path in layout.executed_notebooks():
-        notebook = nbformat.read(path, as_version=4)
-        section, count = "", 0
-        for cell in notebook.cells:
-            if cell.cell_type == "markdown":
-                headings = re.findall(r"^#+\s+(.*)$", cell.source, flags=re.M)
-                section = headings[-1] if headings else section
-            for output in cell.get("outputs", []):
-                if "image/png" in output.get("data", {}):
-                    count += 1
-                    rows.append({"notebook": path.stem, "figure": count, "section": section,
-                                 "report": str(layout.report(path.stem).relative_to(layout.root))})
-    return pd.DataFrame(rows, columns=["notebook", "figure", "section", "report"])
-
-
-def figure_index_html(index: pd.DataFrame) -> str:
-    """The index as an HTML table whose report links work from reports/ (where the summary report lives)."""
-    lines = ["<table><tr><th>notebook</th><th>figure</th><th>section</th></tr>"]
-    for r in index.itertuples():
-        href = html.escape(r.report.removeprefix("reports/"))
-        lines.append(f"<tr><td><a href='{href}'>{html.escape(r.notebook)}</a></td><td>{r.figure}</td>"
-                     f"<td>{html.escape(r.section)}</td></tr>")
-    return "\n".join(lines + ["</table>"])

@@ -133,8 +133,9 @@ def read_variant(run_dir: Path | str) -> dict[str, Any]:
 
 def collect(run_dirs: list[Path | str], over: str = "seed") -> pd.DataFrame:
     """The results tables of several runs in one: per method and per combination of the overrides other
-    than `over`, the mean of every numeric column, its standard error over the runs (`<column>_stderr`,
-    std / sqrt(n); NaN for one run) and the number of runs `n_runs`."""
+    than `over`, the mean of every numeric column, its standard error over the runs (`<column>_<over>_stderr`,
+    e.g. `zero_shot_accuracy_seed_stderr`: std / sqrt(n), NaN for one run; the rows' own `*_stderr` columns
+    are over test objects within a run) and the number of runs `n_runs`."""
     frames = []
     for run_dir in run_dirs:
         table_path = RunLayout(Path(run_dir)).results_table
@@ -151,7 +152,7 @@ def collect(run_dirs: list[Path | str], over: str = "seed") -> pd.DataFrame:
     grouped = rows.groupby(keys, sort=False, dropna=False)
     mean = grouped[numeric].mean()
     stderr = grouped[numeric].std(ddof=1) / np.sqrt(grouped.size().to_numpy()[:, None])
-    out = mean.join(stderr.add_suffix("_stderr"))
+    out = mean.join(stderr.add_suffix(f"_{over.replace('.', '_')}_stderr"))
     out.insert(0, "n_runs", grouped.size())
     return out.reset_index()
 

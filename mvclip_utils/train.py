@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import torch
-from tqdm import tqdm
+
+from .progress import progress_bar
 
 
 @dataclass
@@ -27,6 +28,24 @@ class TrainResult:
     @property
     def steps(self) -> int:
         return len(self.losses)
+
+
+def describe_training(result: TrainResult, planned_steps: int, patience: int | None = None) -> str:
+    """What happened in training, in a sentence computed from the result (for the reports, where no
+    progress bar shows it): steps run, where validation was best, whether training stopped early."""
+    text = f"Trained for {result.steps} of {planned_steps} steps in {result.seconds:.1f} s."
+    if result.val_steps:
+        first = result.best_step == result.val_steps[0]
+        text += (f" The validation loss was lowest at step {result.best_step} ({min(result.val_losses):.4g}, "
+                 f"{'the first check' if first else f'check {result.val_steps.index(result.best_step) + 1} of {len(result.val_steps)}'}); "
+                 f"those weights are kept.")
+        if first:
+            text += (" Every later check was worse: what the training objects teach does not carry over to the "
+                     "validation objects after that point.")
+    if result.stopped_early:
+        text += (f" Training stopped early at step {result.steps}, after {patience} checks without improvement "
+                 f"(the early stop is intended, not a crash).")
+    return text
 
 
 def warmup_cosine(step: int, steps: int, warmup_steps: int) -> float:
@@ -63,7 +82,7 @@ def optimise(named_parameters: Iterable[tuple[str, torch.nn.Parameter]], loss_at
     result = TrainResult()
     best_state, since_best = None, 0
     start = time.perf_counter()
-    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0)
+    bar = progress_bar(range(steps), desc=desc, disable=not progress)
     for step in bar:
         loss = loss_at_step(step)
         optimizer.zero_grad(set_to_none=True)

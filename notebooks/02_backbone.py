@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: py:percent,ipynb
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -40,7 +41,7 @@ run_dir = None
 # %%
 from IPython.display import Markdown, display
 
-from mvclip_utils import metrics, plots
+from mvclip_utils import figures, metrics, plots, results
 from mvclip_utils.backbone import describe_architecture, load_backbone, write_backbone_record
 from mvclip_utils.cameras import canonical_view_id
 from mvclip_utils.config import load_config, pretrains_here
@@ -51,6 +52,7 @@ from mvclip_utils.runs import RunLayout
 
 cfg = load_config(config_path)
 layout = RunLayout.for_run(cfg.run_name, run_dir)
+figures.capture(layout)  # every figure also as PDF, SVG and PNG under figures/
 pretrain_here = pretrains_here(cfg)
 
 # %% [markdown]
@@ -91,7 +93,7 @@ display(Markdown(f"**Backbone:** {backbone.name} · {describe_architecture(backb
 test = embed_dataset(cfg, layout, backbone).split("test")
 views = load_views(layout)
 canonical = canonical_view_id(views, cfg.backbone.pretrain.canonical_view)
-display(metrics.caption_retrieval_table(test.image, test.text, views, canonical).style.format("{:.3f}")
+display(metrics.caption_retrieval_table(test.image, test.text, views, canonical).style.format(results.format_number)
         .set_caption(f"{len(test.object_ids)} test objects, backbone {backbone.name}"))
 
 # %% [markdown]
@@ -101,6 +103,6 @@ display(metrics.caption_retrieval_table(test.image, test.text, views, canonical)
 # the first to the second means the accuracy owes much to seeing the prompts verbatim.
 
 # %%
-display(metrics.zero_shot_prompt_table(test, views, canonical).style.format("{:.3f}")
+display(metrics.zero_shot_prompt_table(test, views, canonical).style.format(results.format_number)
         .set_caption(f"Zero-shot accuracy, {len(test.object_ids)} test objects, chance "
                      f"{1 / len(test.category_names):.3f}"))

@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: py:percent,ipynb
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -30,7 +31,7 @@ import time
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mvclip_utils import plots
+from mvclip_utils import figures, plots
 from mvclip_utils.backbone import load_backbone
 from mvclip_utils.config import load_config
 from mvclip_utils.embed import embed_dataset
@@ -38,6 +39,7 @@ from mvclip_utils.runs import RunLayout
 
 cfg = load_config(config_path)
 layout = RunLayout.for_run(cfg.run_name, run_dir)
+figures.capture(layout)  # every figure also as PDF, SVG and PNG under figures/
 backbone = load_backbone(cfg.backbone, layout)
 
 # %%

@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: py:percent,ipynb
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -43,7 +44,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mvclip_utils import metrics, plots, results, summary
+from mvclip_utils import explore, figures, metrics, plots, results, summary
 from mvclip_utils.backbone import read_backbone_record
 from mvclip_utils.cameras import canonical_view_id
 from mvclip_utils.config import load_config
@@ -53,6 +54,7 @@ from mvclip_utils.runs import RunLayout
 
 cfg = load_config(config_path)
 layout = RunLayout.for_run(cfg.run_name, run_dir)
+figures.capture(layout)  # every figure also as PDF, SVG and PNG under figures/
 backbone = read_backbone_record(layout)
 views = load_views(layout)
 grid = (views.kind == "grid").to_numpy()
@@ -71,13 +73,13 @@ row = metrics.evaluation_row(test.image, test.text, test.category_text, test.lab
                              test.category_text_unseen)
 by_view = metrics.zero_shot_by_view(test.image, test.category_text, test.labels, views)
 table = results.write_result(layout, "baseline", row, backbone["name"], emb.provenance)
-display(metrics.stats_table(metrics.similarity_stats(test.image[:, grid], test.text)).style.format(precision=3)
+display(metrics.stats_table(metrics.similarity_stats(test.image[:, grid], test.text)).style.format(results.format_number)
         .set_caption(f"The {int(grid.sum())} grid views · {backbone['name']}"))
 display(pd.Series({k: row[k] for k in [
     "view_retrieval_recall_at_1", "view_retrieval_mAP", "caption_recall_at_1", "caption_recall_at_5",
     "zero_shot_accuracy", "zero_shot_accuracy_canonical", "zero_shot_accuracy_other_grid",
     "zero_shot_accuracy_canonical_unseen_prompts", "zero_shot_accuracy_ood", "ood_to_grid_similarity"]},
-    name="baseline").to_frame().style.format("{:.3f}").set_caption(
+    name="baseline").to_frame().style.format(results.format_number).set_caption(
     "Retrieval and zero-shot over the grid views; the ood columns on the ood views"))
 
 # %% [markdown]
@@ -90,7 +92,7 @@ display(pd.Series({k: row[k] for k in [
 # geometry; where this backbone's differs, the methods start from another place.
 
 # %%
-display(summary.geometry_table(row).style.format("{:.3f}", na_rep="—"))
+display(summary.geometry_table(row).style.format(lambda v: results.format_number(v) or "—"))
 display(Markdown(summary.geometry_finding(pd.Series(row))))
 
 # %% [markdown]
@@ -124,15 +126,25 @@ plots.plot_text_image_matrix(test.image[sample], test.text[sample], list(test.ob
 
 # %%
 plots.plot_zero_shot_by_view(by_view, f"Zero-shot category accuracy by view ({backbone['name']})",
-                             chance=1 / len(test.category_names));
+                             chance=1 / len(test.category_names), canonical=canonical);
 plots.plot_zero_shot_by_elevation(by_view, "By elevation");
 
 # %%
-summary = pd.DataFrame({
+by_kind = pd.DataFrame({
     "views": [f"canonical ({canonical})", "other grid views", "ood views"],
-    "accuracy": [row["zero_shot_accuracy_canonical"], row["zero_shot_accuracy_other_grid"],
-                 row["zero_shot_accuracy_ood"]],
+    "accuracy": [row[f"zero_shot_accuracy_{k}"] for k in ("canonical", "other_grid", "ood")],
+    "stderr": [row[f"zero_shot_accuracy_{k}_stderr"] for k in ("canonical", "other_grid", "ood")],
 })
-summary["stderr"] = np.sqrt(summary.accuracy * (1 - summary.accuracy) / len(test.object_ids))
-display(summary.set_index("views").style.format("{:.3f}").set_caption(
-    "Zero-shot accuracy; stderr over objects (the other-views mean averages correlated views, so its stderr is an upper bound)"))
+display(by_kind.set_index("views").style.format(results.format_number).set_caption(
+    "Zero-shot accuracy; stderr: the standard error over test objects of each object's accuracy on those views"))
+
+# %% [markdown]
+# ## Explore a view
+# Pick a test object and one of its views: the object's views (the picked one framed),
+# the view's similarity to its object's other views, its nearest neighbours among all
+# test images, and its zero-shot scores. In JupyterLab the two dropdowns redraw it
+# (`explore.show_explorer` takes any embeddings, so 05-08 can pass their method's
+# `run.test`); in this report it shows the first test object at the canonical view.
+
+# %%
+explore.show_explorer(layout, test, views, canonical)

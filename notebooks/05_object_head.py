@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: py:percent,ipynb
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -30,11 +31,13 @@ run_dir = None
 method = "object_head"
 
 # %%
-from mvclip_utils import plots
+from mvclip_utils import figures, plots
 from mvclip_utils.config import load_config
 from mvclip_utils.methods import run_method
 from mvclip_utils.runs import RunLayout
 
 cfg = load_config(config_path)
-run = run_method(method, cfg, RunLayout.for_run(cfg.run_name, run_dir))
+layout = RunLayout.for_run(cfg.run_name, run_dir)
+figures.capture(layout)  # every figure also as PDF, SVG and PNG under figures/
+run = run_method(method, cfg, layout)
 plots.show_method_run(run)

@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: py:percent,ipynb
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -42,12 +43,13 @@ run_dir = None
 # %%
 from IPython.display import Markdown, display
 
-from mvclip_utils import metrics, ovt, plots
+from mvclip_utils import figures, metrics, ovt, plots, results
 from mvclip_utils.config import load_config
 from mvclip_utils.runs import RunLayout
 
 cfg = load_config(config_path)
 layout = RunLayout.for_run(cfg.run_name, run_dir)
+figures.capture(layout)  # every figure also as PDF, SVG and PNG under figures/
 run = ovt.run_ovt(cfg, layout)
 trainable, total = run.trainable
 display(Markdown(
@@ -65,7 +67,7 @@ display(Markdown(
 # replaces: a set that keeps moving means the tuning reshapes which views are hard.
 
 # %%
-plots.plot_ovt_training(run.histories, f"Tuning {run.backbone}");
+plots.plot_ovt_training(run.histories, f"Omniview-Tuning and the ITC-only fine-tune, {run.backbone}");
 
 # %% [markdown]
 # ## The paper's table, on the test objects
@@ -74,7 +76,7 @@ plots.plot_ovt_training(run.histories, f"Tuning {run.backbone}");
 
 # %%
 table = ovt.paper_table(run)
-display(table.style.format("{:.3f}").set_caption(
+display(table.rename(index=results.method_label).style.format(results.format_number).set_caption(
     f"Zero-shot accuracy and consistency on {len(run.evaluations['frozen'].image)} test objects, chance "
     f"{1 / run.evaluations['frozen'].row['n_categories']:.3f}"))
 display(Markdown(ovt.describe_outcome(table)))
@@ -86,7 +88,8 @@ display(Markdown(ovt.describe_outcome(table)))
 
 # %%
 plots.plot_zero_shot_comparison(run.zero_shot_by_view(), "Zero-shot accuracy per view",
-                                1 / run.evaluations["frozen"].row["n_categories"]);
+                                1 / run.evaluations["frozen"].row["n_categories"],
+                                run.evaluations["frozen"].row["canonical_view"]);
 
 # %% [markdown]
 # ## 2D-OOD by corruption and severity
@@ -103,7 +106,7 @@ plots.plot_corruption_accuracy({n: e.corruptions for n, e in run.evaluations.ite
 # rising just as much would mean the views were pulled together, not made consistent.
 
 # %%
-display(ovt.consistency_table(run).style.format("{:.3f}").set_caption(f"Consistency on the grid views, {run.backbone}"))
+display(ovt.consistency_table(run).rename(index=results.method_label).style.format(results.format_number).set_caption(f"Consistency on the grid views, {run.backbone}"))
 mean, std = metrics.view_pair_matrices(run.evaluations[ovt.METHOD].image)
 plots.plot_view_pair_heatmaps(mean, std, run.views, f"Same-object cosine similarity after Omniview-Tuning");
 

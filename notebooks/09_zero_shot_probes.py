@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: py:percent,ipynb
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -36,12 +37,13 @@ run_dir = None
 # %%
 from IPython.display import Markdown, display
 
-from mvclip_utils import plots, probes
+from mvclip_utils import figures, plots, probes, results
 from mvclip_utils.config import load_config
 from mvclip_utils.runs import RunLayout
 
 cfg = load_config(config_path)
 layout = RunLayout.for_run(cfg.run_name, run_dir)
+figures.capture(layout)  # every figure also as PDF, SVG and PNG under figures/
 study = probes.run_probe_study(cfg, layout)
 first = next(iter(study.results))  # the run's own backbone (baseline), or cifar100
 baseline, data = study.results[first], study.data[first]
@@ -94,7 +96,7 @@ display(Markdown(probes.describe_findings(baseline, data)))
 
 # %%
 if cfg.dataset.source == "cifar100":
-    display(probes.seed_comparison(baseline, data).style.format("{:.4f}"))
+    display(probes.seed_comparison(baseline, data).style.format("{:.4f}"))  # the seed quotes 4 digits
 else:
     display(Markdown("Not a CIFAR-100 run: `params/cifar100_vitb32.yaml` makes one (network access needed once)."))
 
@@ -104,7 +106,7 @@ else:
 # has run). The headline numbers also go into the results table.
 
 # %%
-display(probes.variants_table(study).style.format("{:.3f}").set_caption(
+display(probes.variants_table(study).style.format(results.format_number).set_caption(
     f"Zero-shot, linear probe and {int(baseline.few_shot.k.min())}-shot accuracy (shots from {data.headline_pool})"))
 for method in list(study.results)[1:]:
     display(Markdown(f"**{method}**\n\n" + probes.describe_findings(study.results[method], study.data[method])))

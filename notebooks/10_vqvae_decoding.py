@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: py:percent,ipynb
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -34,12 +35,13 @@ run_dir = None
 # %%
 from IPython.display import Markdown, display
 
-from mvclip_utils import plots, vqvae
+from mvclip_utils import figures, plots, vqvae
 from mvclip_utils.config import load_config
 from mvclip_utils.runs import RunLayout
 
 cfg = load_config(config_path)
 layout = RunLayout.for_run(cfg.run_name, run_dir)
+figures.capture(layout)  # every figure also as PDF, SVG and PNG under figures/
 run = vqvae.run_decoding(cfg, layout)
 d = cfg.decoding
 display(Markdown(

@@ -51,7 +51,7 @@ def test_known_values_on_constructed_embeddings():
     assert (cross.mean, cross.pooled_std, cross.pairs) == (0.0, 0.0, 18)
     ti = metrics.text_image_similarity(image, text)
     assert ti.mean == 0.5 and ti.pooled_std == 0.5 and ti.object_std == 0.5
-    assert metrics.view_retrieval(image) == {"recall_at_1": 1.0, "mAP": 1.0}
+    assert metrics.view_retrieval(image) == {"recall_at_1": 1.0, "mAP": 1.0, "recall_at_1_stderr": 0.0, "mAP_stderr": 0.0}
     mean, std = metrics.view_pair_matrices(image)
     np.testing.assert_allclose(mean, np.ones((3, 3)))
     np.testing.assert_allclose(std, np.zeros((3, 3)))

@@ -56,6 +56,55 @@ def test_repository_notebooks_are_numbered_percent_scripts():
         assert '# %% tags=["parameters"]' in text, path
 
 
+def well_formed_tabular(tex: str) -> None:
+    """A booktabs table whose every row has as many cells as the column spec (multicolumn spans counted)."""
+    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 1
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
+    assert all(rule in tex for rule in (r"\toprule", r"\midrule", r"\bottomrule"))
+    spec = re.search(r"\\begin\{tabular\}\{([lrc]+)\}", tex).group(1)
+    rows = [line for line in tex.splitlines() if line.rstrip().endswith(r"\\")]
+    assert len(rows) >= 2
+    for row in rows:
+        cells = re.split(r"(?<!\\)&", row.rstrip()[:-2])
+        width = sum(int(m.group(1)) if (m := re.search(r"\\multicolumn\{(\d+)\}", c)) else 1 for c in cells)
+        assert width == len(spec), row
+        assert row.count("$") % 2 == 0 and row.count("{") == row.count("}"), row
+
+
+def check_figures_and_tables(run_dir) -> None:
+    """Every report's figures as PDF, SVG and PNG, each linked from the index and anchored in its report,
+    readable at print size; the summary's tables as CSV and well-formed LaTeX; the combined report."""
+    from mvclip_utils.figures import figure_index
+
+    from mvclip_utils.runs import RunLayout
+
+    index = figure_index(RunLayout(run_dir))
+    assert set(index.notebook) == {p.stem for p in (run_dir / "notebooks").glob("*.ipynb")}
+    assert "04_baseline-view-explorer" in set(index.name)  # 04's explorer, static in the report
+    for report in (run_dir / "reports").glob("*.html"):
+        assert "widget-view+json" not in report.read_text(), f"{report.name}: a widget placeholder"
+    assert index.name.is_unique and len(index) >= 30
+    page = (run_dir / "index.html").read_text()
+    for figure in index.itertuples():
+        assert figure.name.startswith(figure.notebook + "-")
+        for extension in ("pdf", "svg", "png"):
+            assert (run_dir / getattr(figure, extension)).stat().st_size > 0
+            assert f"href='{getattr(figure, extension)}'" in page
+        assert f'id="{figure.name}"' in (run_dir / "reports" / f"{figure.notebook}.html").read_text()
+        assert figure.min_font_pt >= 8, f"{figure.name}: {figure.min_font_pt} pt text"
+    from PIL import Image
+
+    png = Image.open(run_dir / index.png.iloc[0])
+    assert round(png.info["dpi"][0]) == 300
+    for name in ("results", "seed_comparison", "spatial"):
+        assert len(pd.read_csv(run_dir / "tables" / f"{name}.csv"))
+        well_formed_tabular((run_dir / "tables" / f"{name}.tex").read_text())
+    assert r"0.893 $\pm$ 0.067" in (run_dir / "tables" / "seed_comparison.tex").read_text()
+    combined = (run_dir / "report.html").read_text()
+    assert "href='report.html'" in page and combined.count('id="01_render-') >= 1
+    assert all(f'id="{stem}"' in combined for stem in ("01_render", "12_summary"))
+
+
 @pytest.mark.slow
 def test_smoke_run_writes_reports_and_index(tmp_path):
     run_dir = tmp_path / "smoke"
@@ -65,7 +114,13 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     assert report.count("data:image/png;base64") >= 5  # counts, cameras, view grid, samples, masks
     assert "build_dataset(" not in report, "inputs must be hidden in reports"
     assert "No asset failed." in report
-    assert "failed=0" in report and len(re.findall("rendering 480 views", report)) == 1, "one coalesced progress line"
+    # progress bars go to the terminal, never into a report; the terminal also gets a line per notebook
+    assert "rendering 480 views" not in report and "rendering 480 views" in result.stderr
+    assert "(4/12) running 04_baseline" in result.stdout
+    for path in sorted((run_dir / "notebooks").glob("*.ipynb")):
+        streams = [o for c in nbformat.read(path, as_version=4).cells for o in c.get("outputs", [])
+                   if o.get("name") == "stderr"]
+        assert not streams, f"{path.stem} wrote to stderr: {streams[0]['text'][:300]}"
     for stem in ["02_backbone", "03_embed", "04_baseline", "05_object_head", "06_contrastive_head",
                  "07_autoencoder", "08_omniview_tuning", "09_zero_shot_probes", "10_vqvae_decoding",
                  "11_segmentation", "12_summary"]:
@@ -115,8 +170,10 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     assert np.isnan(rows.loc["object_head", "probe_linear"])  # the heads are not backbones: no probe columns
     summary_html = (run_dir / "reports" / "12_summary.html").read_text()
     assert "0.893 ± 0.067" in summary_html  # the seed's published table beside ours
-    assert "part mIoU" in summary_html and "segmentation_unet" in summary_html  # 10 and 11 beside each other
-    assert "05_object_head.html" in summary_html and "04_baseline.html" in summary_html  # the figure index
+    assert "part mIoU" in summary_html and "UNet from scratch (pixels)" in summary_html  # 10, 11; display names
+    assert "object_head" not in summary_html.split("Every figure")[0]  # display names, not code names
+    assert "05_object_head.html#05_object_head-" in summary_html  # the figure index links into the reports
+    check_figures_and_tables(run_dir)
     assert 0 <= results.view_retrieval_mAP[0] <= 1 and results.n_objects[0] == 12  # smoke: 12 test objects
     assert (run_dir / "embeddings" / "mvclip-tiny.npz").exists()
     index = (run_dir / "index.html").read_text()

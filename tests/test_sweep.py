@@ -52,8 +52,8 @@ def test_collect_gives_mean_and_standard_error_over_seeds_per_method_and_setting
     table = collect(runs).set_index(["method", "heads.lr"])
     row = table.loc[("object_head", "0.1")]
     assert row.n_runs == 3 and row.score == pytest.approx(0.5)
-    assert row.score_stderr == pytest.approx(np.std([0.2, 0.4, 0.9], ddof=1) / np.sqrt(3))
-    assert table.loc[("object_head", "0.3")].score_stderr == 0.0 and table.loc[("baseline", "0.3")].n_runs == 2
+    assert row.score_seed_stderr == pytest.approx(np.std([0.2, 0.4, 0.9], ddof=1) / np.sqrt(3))
+    assert table.loc[("object_head", "0.3")].score_seed_stderr == 0.0 and table.loc[("baseline", "0.3")].n_runs == 2
     with pytest.raises(FileNotFoundError, match="has no results"):
         collect([tmp_path / "nowhere"])
 
