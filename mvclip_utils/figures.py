@@ -19,6 +19,7 @@ from pathlib import Path
 import matplotlib
 import pandas as pd
 
+from .progress import under_pipeline
 from .runs import RunLayout, atomic_path
 
 FORMATS = ("pdf", "svg", "png")
@@ -51,6 +52,7 @@ def smallest_font(fig: matplotlib.figure.Figure) -> float:
     """The smallest font size (pt) of the figure's visible text at its saved size."""
     from matplotlib.text import Text
 
+    fig.draw_without_rendering()  # tick labels get their text at draw time
     sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
     return float(min(sizes)) if sizes else float("inf")
 
@@ -73,12 +75,81 @@ class FigureFiles:
             n += 1
             name = f"{base}-{n}"
         self.used.add(name)
-        for extension in FORMATS:
-            with atomic_path(self.layout.figure_file(name, extension)) as tmp:
-                fig.savefig(tmp, format=extension, dpi=PNG_DPI, bbox_inches="tight")
         saved = {"name": name, "title": title, "min_font_pt": smallest_font(fig)}
+        if not (under_pipeline() and _defer(fig, pending_file(self.layout, name))):
+            write_figure_files(fig, self.layout, name)
         fig._mvclip_figure = saved
         return saved
+
+
+def write_figure_files(fig: matplotlib.figure.Figure, layout: RunLayout, name: str) -> None:
+    """The figure as PDF, SVG and a 300-dpi PNG (about 2.5 s for a large one on these cores)."""
+    for extension in FORMATS:
+        with atomic_path(layout.figure_file(name, extension)) as tmp:
+            fig.savefig(tmp, format=extension, dpi=PNG_DPI, bbox_inches="tight")
+
+
+# Under the pipeline the kernel only pickles each figure (a tenth of the cost); the pipeline's own process
+# writes the files while the next notebook runs (`PendingFigures`), using time the kernels leave idle.
+
+
+def pending_file(layout: RunLayout, name: str) -> Path:
+    return layout.figures / ".pending" / f"{name}.pickle"
+
+
+def _defer(fig: matplotlib.figure.Figure, path: Path) -> bool:
+    """Pickle the figure for the pipeline to write; False (write it now) if it cannot be pickled."""
+    import pickle
+
+    try:
+        data = pickle.dumps(fig)
+    except Exception:  # an artist that does not pickle: the files are written here instead
+        return False
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return True
+
+
+class PendingFigures:
+    """The pipeline's writer of the figures the notebooks' kernels pickled: one background thread, so the
+    files are written while the next notebook runs; `finish` waits for all and names any that failed."""
+
+    def __init__(self, layout: RunLayout):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.layout, self.pool, self.jobs = layout, ThreadPoolExecutor(max_workers=1), []
+
+    def submit(self) -> None:
+        """Queue every figure pickled so far (call after each notebook)."""
+        folder = self.layout.figures / ".pending"
+        for path in sorted(folder.glob("*.pickle")) if folder.exists() else []:
+            claimed = path.with_suffix(".writing")
+            path.rename(claimed)
+            self.jobs.append((path.stem, self.pool.submit(self._write, claimed)))
+
+    def _write(self, path: Path) -> None:
+        import pickle
+
+        import matplotlib.pyplot as plt
+
+        fig = pickle.loads(path.read_bytes())
+        try:
+            write_figure_files(fig, self.layout, path.stem)
+        finally:
+            plt.close(fig)
+            path.unlink(missing_ok=True)
+
+    def finish(self) -> list[str]:
+        """Wait for every queued figure; the names of those that could not be written, with why."""
+        failed = []
+        for name, job in self.jobs:
+            try:
+                job.result()
+            except Exception as exc:
+                failed.append(f"{name}: {type(exc).__name__}: {exc}")
+        self.jobs = []
+        self.pool.shutdown()
+        return failed
 
 
 def notebook_name() -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .config import ConfigError, RunConfig, dump_config, dump_config_text, load_config
-from .figures import NOTEBOOK_ENVIRONMENT
+from .figures import NOTEBOOK_ENVIRONMENT, PendingFigures
 from .progress import ENVIRONMENT as PROGRESS_ENVIRONMENT
 from .progress import OFF, TERMINAL
 from .runs import NOTEBOOKS_DIR, RunLayout, atomic_write_text, digest, sweep_temp_files
@@ -172,7 +172,7 @@ def run_notebook(path: Path, cfg_path: Path, layout: RunLayout, kernel: str, tim
                 coalesce_streams=True,  # one stream per cell, with progress-bar carriage returns resolved
                 # what reaches the kernel's file descriptors (progress bars on sys.__stderr__, output of
                 # native code) goes to the terminal, not into the report
-                extra_arguments=["--IPKernelApp.capture_fd_output=False"],
+                extra_arguments=["--IPKernelApp.capture_fd_output=False", "--IPKernelApp.log_level=ERROR"],
             )
     except Exception as exc:  # PapermillExecutionError, a dead kernel, a timeout
         status, error = "failed", _error_summary(exc)
@@ -273,6 +273,9 @@ def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None, onl
     layout = RunLayout.for_run(cfg.run_name, run_dir)
     layout.root.mkdir(parents=True, exist_ok=True)
     swept = sweep_temp_files(layout.root)  # what interrupted atomic writes left behind
+    import shutil
+
+    shutil.rmtree(layout.figures / ".pending", ignore_errors=True)  # figures an interrupted run never wrote
     if swept:
         print(f"[mvclip] removed {len(swept)} temp file(s) of an interrupted earlier run", flush=True)
     kernel = kernel or resolve_kernel()
@@ -287,6 +290,7 @@ def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None, onl
     stems = [available[n].stem for n in selected]
     print(f"[mvclip] {len(selected)} notebook(s) into {layout.root}"
           + (f"; {time_left(stems, earlier)} by the last run's timings" if earlier else ""), flush=True)
+    figure_files = PendingFigures(layout)  # written from the kernels' pickles while the next notebook runs
     with _environment({PROGRESS_ENVIRONMENT: OFF if quiet else TERMINAL}):
         for i, number in enumerate(selected):
             stem = available[number].stem
@@ -298,12 +302,15 @@ def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None, onl
                                   cfg)
             results.append(result)
             table[number] = result
+            figure_files.submit()
             write_index(layout, cfg, list(table.values()))
             left = time_left(stems[i + 1:], earlier)
             print(f"[mvclip] {result.stem}: {result.status} in {result.seconds:.1f} s" + (f"; {left}" if left else ""),
                   flush=True)
             if result.status != "ok":
                 break
+    for failure in figure_files.finish():
+        print(f"[mvclip] a figure file could not be written: {failure}", file=sys.stderr, flush=True)
     if write_combined_report(layout, cfg, [p.stem for p in available.values()]):
         write_index(layout, cfg, list(table.values()))  # now with the combined report's link
     return results
