@@ -10,7 +10,7 @@ LOCK := requirements.lock
 PIP_INSTALL := -m pip install --disable-pip-version-check
 IMPORT_CHECK := import mvclip_utils, bpy, torch, papermill, open_clip, peft
 
-.PHONY: run ablations test install kernel lab clean-venv benchmark lock
+.PHONY: run ablations distill-ablations test install kernel lab clean-venv benchmark lock
 
 # Re-install when the project's dependencies or their pins change.
 $(STAMP): pyproject.toml $(LOCK) mvclip_utils/lab.py
@@ -37,6 +37,10 @@ run: $(STAMP)
 # dataset and backbone, so `make run` first); about 10 minutes on 2 cores.
 ablations: $(STAMP)
 	$(PY) -m mvclip_utils.pipeline --config params/ovt_ablations.yaml --only 08
+
+# Notebook 12 again with one centroid-distillation variant without each term (params/distill_ablations.yaml).
+distill-ablations: $(STAMP)
+	$(PY) -m mvclip_utils.pipeline --config params/distill_ablations.yaml --only 12
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -206,8 +206,9 @@ class HeadsConfig:
 
 
 @dataclass
-class OVTConfig:
-    """Omniview-Tuning (notebook 08): LoRA + VIFormer on the image tower, ITC + lambda * VC."""
+class AdapterTuningConfig:
+    """What every tuning of the image tower's adapters shares (08's Omniview-Tuning, 12's centroid
+    distillation): LoRA + VIFormer, P objects x K grid views per step plus clean canonical views."""
 
     steps: int = 300
     objects_per_batch: int = 16  # P train objects ...
@@ -219,16 +220,33 @@ class OVTConfig:
     category_caption_prob: float = 1.0
     lr: float = 2e-3
     weight_decay: float = 0.0
-    vc_weight: float = 1.0  # lambda; 0 = the plain multi-view fine-tune (ITC only)
-    vc_views: Literal["outliers", "all"] = "outliers"  # minimax on the top-K outliers, or VC on every view
-    outlier_views: int = 5  # K of the maximisation step
-    anchor_neighbours: int = 5  # nearest neighbours that weigh each view in the anchor
-    margin: float = 0.0  # of max(d + m, 0); the public scripts use 0.3 (a constant shift for m >= 0)
     lora_rank: int = 8  # 0 = VIFormer only
     viformer_layers: int = 2  # 0 = LoRA only
     viformer_heads: int = 4
     residual_ratio: float = 0.1
     seed: int = 0
+
+
+@dataclass
+class OVTConfig(AdapterTuningConfig):
+    """Omniview-Tuning (notebook 08): LoRA + VIFormer on the image tower, ITC + lambda * VC."""
+
+    vc_weight: float = 1.0  # lambda; 0 = the plain multi-view fine-tune (ITC only)
+    vc_views: Literal["outliers", "all"] = "outliers"  # minimax on the top-K outliers, or VC on every view
+    outlier_views: int = 5  # K of the maximisation step
+    anchor_neighbours: int = 5  # nearest neighbours that weigh each view in the anchor
+    margin: float = 0.0  # of max(d + m, 0); the public scripts use 0.3 (a constant shift for m >= 0)
+
+
+@dataclass
+class DistillConfig(AdapterTuningConfig):
+    """Centroid distillation (notebook 12): each view pulled to its object's frozen multi-view centroid,
+    clean views kept at their frozen embeddings, captions kept aligned by ITC."""
+
+    distill_weight: float = 1.0  # mean cosine distance of each train view to its object's frozen centroid
+    keep_weight: float = 1.0  # ... of each clean canonical view to its own frozen embedding
+    itc_weight: float = 1.0  # image-text contrastive, as in OVT
+    ablate: bool = False  # also train one variant without each term (params/distill_ablations.yaml)
 
 
 @dataclass
@@ -310,6 +328,7 @@ class RunConfig:
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     ovt: OVTConfig = field(default_factory=OVTConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     probes: ProbesConfig = field(default_factory=ProbesConfig)
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
@@ -494,6 +513,7 @@ def _check_semantics(cfg: RunConfig) -> None:
         _check_range(key, value, 0)
     for key, o in [("ovt", cfg.ovt)] + [(f"ovt_ablations[{i}]", x.ovt) for i, x in enumerate(cfg.ovt_ablations)]:
         _check_ovt(key, o)
+    _check_distill(cfg.distill)
     if cfg.pipeline.notebooks and not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", cfg.pipeline.notebooks.replace(" ", "")):
         _fail("pipeline.notebooks", f"expected numbers and ranges such as '09' or '01-04,08', got "
                                     f"{cfg.pipeline.notebooks!r}")
@@ -564,9 +584,10 @@ def _check_semantics(cfg: RunConfig) -> None:
         _fail("backbone.pretrained", f"model {cfg.backbone.model!r} needs pretrained weights: an open_clip tag "
                                      "(e.g. 'openai') or a checkpoint file")
     _check_splits(cfg)
-    for key, o in [("ovt", cfg.ovt)] + [(f"ovt_ablations[{i}]", x.ovt) for i, x in enumerate(cfg.ovt_ablations)]:
+    for key, o in ([("ovt", cfg.ovt), ("distill", cfg.distill)]
+                   + [(f"ovt_ablations[{i}]", x.ovt) for i, x in enumerate(cfg.ovt_ablations)]):
         if o.clean_per_batch and cfg.dataset.splits.pretrain <= 0:
-            _fail(f"{key}.clean_per_batch", f"is {o.clean_per_batch} but dataset.splits.pretrain is 0: OVT's clean "
+            _fail(f"{key}.clean_per_batch", f"is {o.clean_per_batch} but dataset.splits.pretrain is 0: the clean "
                                             "views are the canonical views of pretrain objects; give that split a "
                                             f"fraction (e.g. 0.2) or set {key}.clean_per_batch: 0 (no clean mix)")
     from .objects import CATEGORIES  # local import: objects imports nothing from here
@@ -585,21 +606,37 @@ def _check_semantics(cfg: RunConfig) -> None:
         _fail("run_name", f"expected a plain folder name, got {cfg.run_name!r}")
 
 
-def _check_ovt(section: str, o: OVTConfig) -> None:
-    """The ranges of an `ovt` section (the run's, or an ablation's)."""
+def _check_tuning(section: str, o: AdapterTuningConfig) -> None:
+    """The ranges every adapter-tuning section shares (`ovt`, an ovt ablation, `distill`)."""
     for key, value in {f"{section}.steps": o.steps, f"{section}.objects_per_batch": o.objects_per_batch,
-                       f"{section}.views_per_object": o.views_per_object, f"{section}.outlier_views": o.outlier_views,
-                       f"{section}.anchor_neighbours": o.anchor_neighbours, f"{section}.viformer_heads": o.viformer_heads}.items():
+                       f"{section}.views_per_object": o.views_per_object,
+                       f"{section}.viformer_heads": o.viformer_heads}.items():
         _check_range(key, value, 1, what="an integer")
     for key, value in {f"{section}.clean_per_batch": o.clean_per_batch, f"{section}.weight_decay": o.weight_decay,
-                       f"{section}.vc_weight": o.vc_weight, f"{section}.lora_rank": o.lora_rank,
-                       f"{section}.viformer_layers": o.viformer_layers}.items():
+                       f"{section}.lora_rank": o.lora_rank, f"{section}.viformer_layers": o.viformer_layers}.items():
         _check_range(key, value, 0)
     _check_range(f"{section}.lr", o.lr, 1e-8, 1.0, "a learning rate")
     _check_range(f"{section}.residual_ratio", o.residual_ratio, 0.0, 1.0, "a ratio")
     _check_range(f"{section}.category_caption_prob", o.category_caption_prob, 0.0, 1.0, "a probability")
     if not o.lora_rank and not o.viformer_layers:
         _fail(f"{section}.lora_rank", f"and {section}.viformer_layers are both 0: nothing to train; set one of them")
+
+
+def _check_ovt(section: str, o: OVTConfig) -> None:
+    """The ranges of an `ovt` section (the run's, or an ablation's)."""
+    _check_tuning(section, o)
+    for key, value in {f"{section}.outlier_views": o.outlier_views,
+                       f"{section}.anchor_neighbours": o.anchor_neighbours}.items():
+        _check_range(key, value, 1, what="an integer")
+    _check_range(f"{section}.vc_weight", o.vc_weight, 0)
+
+
+def _check_distill(d: DistillConfig) -> None:
+    _check_tuning("distill", d)
+    for key in ("distill_weight", "keep_weight", "itc_weight"):
+        _check_range(f"distill.{key}", getattr(d, key), 0)
+    if not (d.distill_weight or d.keep_weight or d.itc_weight):
+        _fail("distill.distill_weight", "and keep_weight and itc_weight are all 0: no loss to train on")
 
 
 def _build_ablations(entries: Any, ovt: dict, base_dir: Path) -> list[OVTAblation]:

@@ -110,6 +110,15 @@ def view_consistency_loss(image: torch.Tensor, anchor: torch.Tensor, margin: flo
     return terms.sum() / active.clamp_min(1)
 
 
+def distance_to_targets(image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Centroid distillation's terms: mean cosine distance 1 - cos(z, t) of embeddings [B, D] to fixed
+    targets [B, D] (each view's object's frozen centroid, or a clean view's own frozen embedding); 0 for
+    an empty batch."""
+    if not len(image):
+        return image.new_zeros(())
+    return (1 - F.cosine_similarity(image, target.to(image.dtype), dim=-1)).mean()
+
+
 def autoencoder_loss(original: torch.Tensor, reconstruction: torch.Tensor, vi_codes: torch.Tensor,
                      reconstruction_weight: float = 1.0, similarity_weight: float = 1.0,
                      dissimilarity_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -172,6 +181,11 @@ def multi_positive_infonce_loop(image: torch.Tensor, text: torch.Tensor, tempera
             terms = [anchor @ groups[i, q] / temperature - denominator for q in range(g) if q != p]
             losses.append(-torch.stack(terms).mean())
     return torch.stack(losses).mean()
+
+
+def distance_to_targets_loop(image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    terms = [1 - (z @ t) / (z.norm() * t.norm()) for z, t in zip(image, target)]
+    return torch.stack(terms).mean() if terms else image.new_zeros(())
 
 
 def view_consistency_loss_loop(image: torch.Tensor, anchor: torch.Tensor, margin: float = 0.0) -> torch.Tensor:

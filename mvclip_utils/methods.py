@@ -170,6 +170,8 @@ def evaluate_method(trained: TrainedMethod, emb: Embeddings, views: pd.DataFrame
         row.update(reconstruction_error(trained, replace(frozen, image=frozen.image[:, views.kind.to_numpy() == "grid"])))
     row["train_steps"] = trained.result.steps
     row["best_step"] = trained.result.best_step
+    row["train_seconds"] = trained.result.seconds
+    row["trainable_parameters"] = sum(p.numel() for p in trained.model.parameters() if p.requires_grad)
     return row, test
 
 

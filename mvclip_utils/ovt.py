@@ -10,8 +10,9 @@ embedded mvclip-tiny and ViT-B-32 alike.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable, Protocol
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from .backbone import Backbone
-from .config import OVTConfig, RunConfig
+from .config import AdapterTuningConfig, OVTConfig, RunConfig
 from .distributed import Ranks
 from .progress import note
 from .runs import atomic_torch_save, file_digest
@@ -140,7 +141,7 @@ def tuned_backbone(base: Backbone, adapters: Path, method: str = "omniview_tunin
 # ----------------------------------------------------------------------------- training
 
 
-def adapter_config(cfg: OVTConfig) -> AdapterConfig:
+def adapter_config(cfg: AdapterTuningConfig) -> AdapterConfig:
     return AdapterConfig(lora_rank=cfg.lora_rank, viformer_layers=cfg.viformer_layers,
                          viformer_heads=cfg.viformer_heads, residual_ratio=cfg.residual_ratio)
 
@@ -182,13 +183,19 @@ class CaptionBank:
 
 
 @dataclass
-class OVTHistory:
-    itc: list[float]
-    vc: list[float]
-    outlier_drift: list[float]  # per epoch after the first: share of outlier views that changed
-    epochs: int
-    seconds: float
+class TuningHistory:
+    """What every adapter tuning records; each objective adds its own losses."""
+
+    epochs: int = 0
+    seconds: float = 0.0
     processes: int = 1  # data-parallel processes that trained it (torchrun)
+
+
+@dataclass
+class OVTHistory(TuningHistory):
+    itc: list[float] = field(default_factory=list)
+    vc: list[float] = field(default_factory=list)
+    outlier_drift: list[float] = field(default_factory=list)  # per epoch after the first: outlier views changed
 
 
 def embed_views(model: nn.Module, data, batch_size: int = 256, workers: int = 0) -> torch.Tensor:
@@ -215,21 +222,45 @@ class _ImageTower(nn.Module):
         return self.model.encode_image(images)
 
 
-def train_ovt(cfg: RunConfig, layout, backbone: Backbone, progress: bool = True,
-              ranks: Ranks | None = None) -> tuple[OmniviewCLIP, OVTHistory]:
-    """Omniview-Tuning of the backbone's image tower on the `train` objects' grid views.
+@dataclass
+class TuningStep:
+    """One global batch in one process's order (every rank's train views, then every rank's clean views),
+    its embeddings differentiable through this rank's slices only, and ITC on it with its drawn texts."""
 
-    Before each epoch (one pass over the train objects), the maximisation step embeds every
-    train view, computes each object's kNN-weighted anchor and picks its `outlier_views`
-    farthest views; each step then minimises ITC over P objects x K views (captions as
-    text; views of one object are not each other's negatives) plus the canonical views of
-    `clean_per_batch` pretrain objects with their captions, and lambda * VC on the batch's
-    outlier views (or on all its views with `vc_views: all`).
+    z: torch.Tensor  # [B train views + C clean views, D]
+    object_index: torch.Tensor  # [B] the train object of each train view
+    view_index: torch.Tensor  # [B] its view
+    clean_index: torch.Tensor  # [C] the pretrain object of each clean view
+    itc: torch.Tensor
 
-    With `ranks` of several processes (torchrun, `distributed.from_environment`), each rank
-    encodes its slice of the same global batch and its share of the maximisation step's
-    objects; anchors, outliers and the loss are computed on the gathered whole, so N
-    processes train the adapters one process would (`distributed` explains the gradients).
+
+class TuningObjective(Protocol):
+    """What a tuning method adds to the shared loop: work before each epoch (`embed_train()` gives every
+    train view's embedding by the current model, [N, V, D]) and the loss of a step; it keeps its history."""
+
+    history: TuningHistory
+
+    def start_epoch(self, embed_train: Callable[[], torch.Tensor]) -> None: ...
+
+    def loss(self, step: TuningStep) -> torch.Tensor: ...
+
+
+def tune_adapters(cfg: RunConfig, key: str, layout, backbone: Backbone, objective: TuningObjective,
+                  progress: bool = True, ranks: Ranks | None = None, desc: str = "tuning",
+                  expect_objects: dict[str, list[str]] | None = None) -> OmniviewCLIP:
+    """The one loop of every adapter tuning (08's OVT and ITC-only fine-tune, 12's centroid distillation).
+
+    LoRA + VIFormer on a copy of the backbone (the adapter settings of the config section `key`: `ovt`,
+    `distill`); each step draws P train
+    objects x K of their grid views (`ObjectViewBatches`, an epoch being one pass over every view) plus
+    the canonical views of `clean_per_batch` pretrain objects, each paired with its caption or bare
+    category (`CaptionBank`), and minimises `objective.loss` of the step, which carries ITC over the whole
+    batch (views of one object, and identical texts, are not each other's negatives).
+
+    With `ranks` of several processes (torchrun, `distributed.from_environment`), each rank encodes its
+    slice of the same global batch and its share of the train objects for `embed_train`; the loss is
+    computed on the gathered whole, so N processes train the adapters one process would (`distributed`
+    explains the gradients). `expect_objects` ({split: object ids}) guards the order fixed targets rely on.
     """
     import copy
     import time
@@ -241,7 +272,7 @@ def train_ovt(cfg: RunConfig, layout, backbone: Backbone, progress: bool = True,
     from .distributed import RankBatches, data_parallel
     from .train import optimise
 
-    o = cfg.ovt
+    o: AdapterTuningConfig = getattr(cfg, key)
     ranks = ranks or Ranks.single(backbone.device)
     device = ranks.device
     torch.manual_seed(o.seed)
@@ -252,6 +283,10 @@ def train_ovt(cfg: RunConfig, layout, backbone: Backbone, progress: bool = True,
     train = ViewImages(layout, ["train"], grid)  # uint8: the model input is made per batch
     clean = (ViewImages(layout, ["pretrain"], [canonical_view_id(views, cfg.backbone.pretrain.canonical_view)])
              if o.clean_per_batch else None)
+    for split, data in (("train", train), ("pretrain", clean)):
+        if data is not None and expect_objects and split in expect_objects \
+                and list(data.objects.object_id) != list(expect_objects[split]):
+            raise ValueError(f"the {split} objects of the dataset and of the embeddings differ: rerun notebook 03_embed")
     pool = [train] + ([clean] if clean is not None else [])  # clean objects are indexed after the train ones
     with torch.no_grad():
         bank = CaptionBank.build(backbone, [c for d in pool for c in d.objects.caption],
@@ -260,35 +295,31 @@ def train_ovt(cfg: RunConfig, layout, backbone: Backbone, progress: bool = True,
     text_generator = torch.Generator().manual_seed(o.seed + 1)  # the same texts on every rank
     sampler = ObjectViewBatches(train.n_objects, train.n_views, o.objects_per_batch,
                                 min(o.views_per_object, train.n_views), o.seed)
-    ranks.check_divides(sampler.p, "objects per batch", "ovt.objects_per_batch")
+    ranks.check_divides(sampler.p, "objects per batch", f"{key}.objects_per_batch")
     workers = min(cfg.embed.loader_workers, 2)
-    start, stop = ranks.bounds(train.n_objects)  # this rank's objects in the maximisation step
+    start, stop = ranks.bounds(train.n_objects)  # this rank's objects in `embed_train`
     own_objects = (train if not ranks.distributed else
                    ViewImages(layout, ["train"], grid, object_ids=train.objects.object_id[start:stop].tolist()))
     clean_batches = None
     if clean is not None:  # decoded in workers, drawn without replacement per pass
-        ranks.check_divides(o.clean_per_batch, "clean views per batch", "ovt.clean_per_batch")
+        ranks.check_divides(o.clean_per_batch, "clean views per batch", f"{key}.clean_per_batch")
         generator = torch.Generator().manual_seed(o.seed)
         drawn = torch.utils.data.BatchSampler(torch.utils.data.RandomSampler(
             clean, num_samples=o.clean_per_batch * o.steps, generator=generator), o.clean_per_batch, drop_last=True)
         clean_batches = iter(torch.utils.data.DataLoader(clean, batch_sampler=RankBatches(drawn, ranks),
                                                          collate_fn=collate_views, num_workers=workers))
-    state = {"epoch": -1, "batches": iter(()), "anchor": None, "outliers": None}
-    history = OVTHistory([], [], [], 0, 0.0, ranks.world_size)
+    state = {"epoch": -1, "batches": iter(())}
     tower = data_parallel(_ImageTower(model), ranks)
     began = time.perf_counter()
 
+    def embed_train() -> torch.Tensor:
+        return ranks.gather_shares(embed_views(model, own_objects, workers=workers).to(device), train.n_objects)
+
     def next_batch():
         batch = next(state["batches"], None)
-        if batch is None:  # a new epoch: the maximisation step, then a fresh pass over the objects
+        if batch is None:  # a new epoch: the objective's work first, then a fresh pass over the objects
             state["epoch"] += 1
-            image = ranks.gather_shares(embed_views(model, own_objects, workers=workers).to(device), train.n_objects)
-            anchor = losses.knn_weighted_anchor(image, o.anchor_neighbours)
-            outliers = torch.zeros(train.n_objects, train.n_views, dtype=torch.bool, device=device)
-            outliers.scatter_(1, losses.outlier_views(image, anchor, o.outlier_views), True)
-            if state["outliers"] is not None:
-                history.outlier_drift.append(float((outliers & ~state["outliers"]).sum() / outliers.sum()))
-            state.update(anchor=anchor, outliers=outliers)
+            objective.start_epoch(embed_train)
             sampler.set_epoch(state["epoch"])
             state["batches"] = iter(torch.utils.data.DataLoader(
                 train, batch_sampler=RankBatches(sampler, ranks), collate_fn=collate_views, num_workers=workers))
@@ -302,35 +333,74 @@ def train_ovt(cfg: RunConfig, layout, backbone: Backbone, progress: bool = True,
         if clean_batch is not None:
             images = torch.cat([images, clean_batch.image])
         z_local = tower(transform(images).to(device))
-        # the global batch, in one process's order: every rank's train views, then every rank's clean views
         z = ranks.gather_with_local_grad(z_local[:n_local])
         object_index = ranks.gather(batch.object_index.to(device))
-        view_index = ranks.gather(batch.view_index.to(device))
-        owner = object_index
+        owner, clean_index = object_index, object_index.new_zeros(0)
         if clean_batch is not None:
             z = torch.cat([z, ranks.gather_with_local_grad(z_local[n_local:])])
-            owner = torch.cat([owner, train.n_objects + ranks.gather(clean_batch.object_index.to(device))])
+            clean_index = ranks.gather(clean_batch.object_index.to(device))
+            owner = torch.cat([owner, train.n_objects + clean_index])
         text, text_id = bank.sample(owner.cpu(), text_generator)
         text, text_id = text.to(device), text_id.to(device)
-        # views of one object, and identical texts, are not each other's negatives
         not_negative = (owner[:, None] == owner[None]) | (text_id[:, None] == text_id[None])
         itc = losses.clip_loss(z, text, model.logit_scale.exp().detach(), not_negative)
-        n = len(object_index)
-        on = (torch.ones(n, dtype=torch.bool, device=device) if o.vc_views == "all"
-              else state["outliers"][object_index, view_index])
-        vc = (losses.view_consistency_loss(z[:n][on], state["anchor"][object_index[on]], o.margin)
-              if o.vc_weight and on.any() else z.new_zeros(()))
-        history.itc.append(float(itc.detach()))
-        history.vc.append(float(vc.detach()))
-        return itc + o.vc_weight * vc
+        return objective.loss(TuningStep(z, object_index, ranks.gather(batch.view_index.to(device)), clean_index, itc))
 
     model.train()
     optimise(((n, p) for n, p in tower.named_parameters() if p.requires_grad), loss_at_step, o.steps, o.lr,
-             o.weight_decay, warmup_steps=min(20, o.steps // 10), desc="Omniview-Tuning",
-             progress=progress and ranks.is_main)
+             o.weight_decay, warmup_steps=min(20, o.steps // 10), desc=desc, progress=progress and ranks.is_main)
     model.eval()
-    history.epochs, history.seconds = state["epoch"] + 1, time.perf_counter() - began
-    return model, history
+    objective.history.epochs, objective.history.seconds = state["epoch"] + 1, time.perf_counter() - began
+    objective.history.processes = ranks.world_size
+    return model
+
+
+class OmniviewObjective:
+    """OVT's minimax: before each epoch, every object's kNN-weighted anchor and its `outlier_views` farthest
+    views (maximisation); each step, ITC plus lambda * VC on the batch's outlier views (or on all its
+    views with `vc_views: all`)."""
+
+    def __init__(self, o: OVTConfig, n_objects: int, n_views: int, device: torch.device):
+        self.o, self.history = o, OVTHistory()
+        self.outliers = torch.zeros(n_objects, n_views, dtype=torch.bool, device=device)
+        self.anchor, self.first = None, True
+
+    def start_epoch(self, embed_train: Callable[[], torch.Tensor]) -> None:
+        from . import losses
+
+        image = embed_train()
+        anchor = losses.knn_weighted_anchor(image, self.o.anchor_neighbours)
+        outliers = torch.zeros_like(self.outliers)
+        outliers.scatter_(1, losses.outlier_views(image, anchor, self.o.outlier_views), True)
+        if not self.first:
+            self.history.outlier_drift.append(float((outliers & ~self.outliers).sum() / outliers.sum()))
+        self.anchor, self.outliers, self.first = anchor, outliers, False
+
+    def loss(self, step: TuningStep) -> torch.Tensor:
+        from . import losses
+
+        o, n = self.o, len(step.object_index)
+        on = (torch.ones(n, dtype=torch.bool, device=step.z.device) if o.vc_views == "all"
+              else self.outliers[step.object_index, step.view_index])
+        vc = (losses.view_consistency_loss(step.z[:n][on], self.anchor[step.object_index[on]], o.margin)
+              if o.vc_weight and on.any() else step.z.new_zeros(()))
+        self.history.itc.append(float(step.itc.detach()))
+        self.history.vc.append(float(vc.detach()))
+        return step.itc + o.vc_weight * vc
+
+
+def train_ovt(cfg: RunConfig, layout, backbone: Backbone, progress: bool = True,
+              ranks: Ranks | None = None) -> tuple[OmniviewCLIP, OVTHistory]:
+    """Omniview-Tuning of the backbone's image tower on the `train` objects' grid views (`OmniviewObjective`
+    in the shared loop `tune_adapters`); with `vc_weight: 0`, the plain multi-view ITC fine-tune."""
+    from .dataset import ViewImages, load_views
+
+    ranks = ranks or Ranks.single(backbone.device)
+    views = load_views(layout)
+    train = ViewImages(layout, ["train"], views[views.kind == "grid"].view_id.tolist())
+    objective = OmniviewObjective(cfg.ovt, train.n_objects, train.n_views, ranks.device)
+    model = tune_adapters(cfg, "ovt", layout, backbone, objective, progress, ranks, "Omniview-Tuning")
+    return model, objective.history
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -433,8 +503,8 @@ def training_plan(cfg: RunConfig) -> dict[str, OVTConfig]:
     return {ITC_ONLY: replace(cfg.ovt, vc_weight=0.0), METHOD: cfg.ovt}
 
 
-def save_trained(layout, method: str, model: OmniviewCLIP, history: OVTHistory, provenance: dict[str, str],
-                 ovt_cfg: OVTConfig) -> None:
+def save_trained(layout, method: str, model: OmniviewCLIP, history: TuningHistory, provenance: dict[str, str],
+                 ovt_cfg: AdapterTuningConfig) -> None:
     """The adapters and, next to them, the training history and what they were trained from."""
     from .results import made_from
     from .runs import atomic_write_json
@@ -444,9 +514,10 @@ def save_trained(layout, method: str, model: OmniviewCLIP, history: OVTHistory, 
                                                        "adapters_digest": file_digest(layout.adapters(method))})
 
 
-def read_trained(layout, method: str, provenance: dict[str, str], ovt_cfg: OVTConfig) -> OVTHistory | None:
-    """The history of adapters trained earlier (by notebook 08 or by torchrun) with these settings from
-    this dataset and backbone, when their file is the one recorded; else None."""
+def read_trained(layout, method: str, provenance: dict[str, str], ovt_cfg: AdapterTuningConfig,
+                 history_type: type = OVTHistory) -> TuningHistory | None:
+    """The history of adapters trained earlier (by notebook 08 or 12, or by torchrun) with these settings
+    from this dataset and backbone, when their file is the one recorded; else None."""
     from dataclasses import fields
 
     from .results import read_if_made_from
@@ -455,25 +526,28 @@ def read_trained(layout, method: str, provenance: dict[str, str], ovt_cfg: OVTCo
     path = layout.adapters(method)
     if record is None or not path.exists() or record.get("adapters_digest") != file_digest(path):
         return None
-    return OVTHistory(**{f.name: record[f.name] for f in fields(OVTHistory) if f.name in record})
+    return history_type(**{f.name: record[f.name] for f in fields(history_type) if f.name in record})
 
 
-def train_or_reuse(cfg: RunConfig, ovt_cfg: OVTConfig, layout, backbone: Backbone, provenance: dict[str, str],
-                   method: str, progress: bool = True, ranks: Ranks | None = None) -> tuple[OmniviewCLIP, OVTHistory]:
+def train_or_reuse(cfg: RunConfig, ovt_cfg: AdapterTuningConfig, layout, backbone: Backbone,
+                   provenance: dict[str, str], method: str, progress: bool = True, ranks: Ranks | None = None,
+                   train: Callable[[], tuple[OmniviewCLIP, TuningHistory]] | None = None,
+                   history_type: type = OVTHistory) -> tuple[OmniviewCLIP, TuningHistory]:
     """A method's adapters: read back when trained earlier with the same settings (so 08 evaluates what
     `torchrun -m mvclip_utils.ovt` trained, and an interrupted run keeps what it finished), else trained
-    here and saved (by the main process)."""
+    here (`train`, by default OVT with `ovt_cfg`) and saved (by the main process)."""
     import copy
 
     ranks = ranks or Ranks.single(backbone.device)
-    history = read_trained(layout, method, provenance, ovt_cfg)
+    history = read_trained(layout, method, provenance, ovt_cfg, history_type)
     if history is not None:
         if progress and ranks.is_main:
             note(f"{method}: adapters trained earlier ({len(history.itc)} steps on {history.processes} "
                  f"process(es), {history.seconds:.0f} s) read back from {layout.adapters(method)}")
         model = load_adapters(copy.deepcopy(backbone.model).float().cpu(), layout.adapters(method))
         return model.to(ranks.device), history
-    model, history = train_ovt(replace(cfg, ovt=ovt_cfg), layout, backbone, progress, ranks)
+    model, history = (train() if train is not None
+                      else train_ovt(replace(cfg, ovt=ovt_cfg), layout, backbone, progress, ranks))
     if ranks.is_main:
         save_trained(layout, method, model, history, provenance, ovt_cfg)
     return model, history

@@ -376,6 +376,19 @@ def show_method_run(run) -> None:
     plt.close("all")  # displayed above; do not show them twice
 
 
+def plot_loss_terms(terms: dict[str, list[float]], title: str, window: int = 10) -> plt.Figure:
+    """Each term of a loss per step (mean of `window` steps), one panel each."""
+    fig, axes = plt.subplots(1, len(terms), figsize=(4.2 * len(terms), 3.2), squeeze=False)
+    for ax, (name, values) in zip(axes[0], terms.items()):
+        values = np.asarray(values, dtype=float)
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid") if len(values) >= window else values
+        ax.plot(np.arange(len(smooth)) + (len(values) - len(smooth)), smooth)
+        ax.set(title=name, xlabel="step", ylabel=f"loss (mean of {window} steps)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_ovt_training(histories: dict, title: str, window: int = 10) -> plt.Figure:
     """ITC and VC loss per step of each tuned variant, and how much the outlier set moved per epoch."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.3))

@@ -20,6 +20,7 @@ from .runs import RunLayout, atomic_write_json, atomic_write_text, digest
 
 # Display order of results rows: the seed's order, then any other method alphabetically.
 METHOD_ORDER = ("baseline", "object_head", "contrastive_head", "autoencoder", "itc_finetune", "omniview_tuning",
+                "centroid_distillation",
                 "vqvae_clip_features", "vqvae_own_encoder", "segmentation_clip_decoder", "segmentation_linear_probe",
                 "segmentation_unet", "segmentation_location_prior", "segmentation_foreground_only",
                 "segmentation_category_silhouette")
@@ -28,7 +29,8 @@ METHOD_ORDER = ("baseline", "object_head", "contrastive_head", "autoencoder", "i
 METHOD_LABELS = {
     "baseline": "baseline (frozen)", "frozen": "frozen backbone", "object_head": "object head",
     "contrastive_head": "contrastive head", "autoencoder": "view autoencoder", "itc_finetune": "ITC-only fine-tune",
-    "omniview_tuning": "Omniview-Tuning", "vqvae_clip_features": "VQ-VAE on CLIP features",
+    "omniview_tuning": "Omniview-Tuning", "centroid_distillation": "centroid distillation (ours)",
+    "vqvae_clip_features": "VQ-VAE on CLIP features",
     "vqvae_own_encoder": "VQ-VAE, own encoder", "segmentation_clip_decoder": "decoder on CLIP features",
     "segmentation_linear_probe": "linear probe on patch tokens", "segmentation_unet": "UNet from scratch (pixels)",
     "segmentation_location_prior": "location prior", "segmentation_foreground_only": "foreground only",

@@ -134,6 +134,8 @@ def write_paper_tables(layout, results: pd.DataFrame, backbone: str) -> pd.DataF
         "seed_comparison": (seed_comparison(results), f"This run ({backbone}) beside the seed's ViT-B/32 on Objaverse "
                                                       f"food-drink: mean ± std over all pairs on both sides."),
         "spatial": (spatial_table(results), f"Decoding and segmentation from frozen spatial features ({backbone})."),
+        "methods": (methods_table(results), f"Zero-shot accuracy ± standard error over {n} test objects, consistency, "
+                                            f"trainable parameters and training time of every method ({backbone})."),
     }
     written = [{"table": name, **write_table(layout, name, table, caption)}
                for name, (table, caption) in tables.items() if len(table)]
@@ -297,3 +299,58 @@ def plot_method_panels(results: pd.DataFrame, title: str) -> plt.Figure:
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _embedding_rows(results: pd.DataFrame) -> pd.DataFrame:
+    rows = results.set_index("method")
+    return rows[rows.same_object_mean.notna()] if "same_object_mean" in rows else rows
+
+
+def plot_tradeoff(results: pd.DataFrame, title: str) -> plt.Figure:
+    """Clean zero-shot accuracy (canonical view) against viewpoint-OOD accuracy (other grid views), one point
+    per method with its standard errors over test objects: up is more viewpoint-robust, left is forgetting,
+    and a method that is consistent by collapsing sits near chance on both."""
+    rows = _embedding_rows(results)
+    fig, ax = plt.subplots(figsize=(7.5, 5.8))
+    chance = 1.0 / rows.n_categories.iloc[0]
+    ax.axvline(chance, color="grey", ls=":", lw=1)
+    ax.axhline(chance, color="grey", ls=":", lw=1, label=f"chance ({chance:.2f})")
+    if "baseline" in rows.index:
+        b = rows.loc["baseline"]
+        ax.axvline(b.zero_shot_accuracy_canonical, color="C0", ls="--", lw=0.8, alpha=0.6)
+        ax.axhline(b.zero_shot_accuracy_other_grid, color="C0", ls="--", lw=0.8, alpha=0.6,
+                   label="the frozen backbone's level")
+    for i, (method, r) in enumerate(rows.iterrows()):
+        error = lambda column: float(np.nan_to_num(r.get(column, 0.0)))
+        ax.errorbar(r.zero_shot_accuracy_canonical, r.zero_shot_accuracy_other_grid,
+                    xerr=error("zero_shot_accuracy_canonical_stderr"), yerr=error("zero_shot_accuracy_other_grid_stderr"),
+                    fmt="o", ms=7, capsize=3, color=f"C{i}", label=method_label(method))
+    ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="clean zero-shot accuracy (canonical view)",
+           ylabel="viewpoint-OOD zero-shot accuracy (other grid views)",
+           title=f"{title}\n(error bars: ± standard error over test objects)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+METHOD_TABLE_COLUMNS = {"zero_shot_accuracy_canonical": "clean", "zero_shot_accuracy_other_grid": "viewpoint-OOD",
+                        "zero_shot_accuracy_ood": "ood views", "zero_shot_accuracy_2d_ood": "2D-OOD",
+                        "same_object_mean": "same-object", "cross_object_mean": "cross-object",
+                        "trainable_parameters": "trainable parameters", "train_seconds": "training s"}
+
+
+def methods_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Every embedding method: zero-shot accuracy by kind of view (± standard error over test objects),
+    consistency, trainable parameters and training time (formatted for display)."""
+    rows = _embedding_rows(results)
+    table = pd.DataFrame(index=rows.index)
+    for column, label in METHOD_TABLE_COLUMNS.items():
+        if column not in rows:
+            continue
+        stderr = rows.get(f"{column}_stderr")
+        table[label] = [format_number(v) + (f" ± {format_number(e)}" if stderr is not None and pd.notna(e) else "")
+                        if pd.notna(v) else "" for v, e in zip(rows[column], stderr if stderr is not None
+                                                             else [np.nan] * len(rows))]
+    if "trainable parameters" in table:
+        table.loc["baseline", "trainable parameters"] = "0" if "baseline" in table.index else None
+    return table.rename(index=method_label).rename_axis("method")

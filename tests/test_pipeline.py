@@ -96,13 +96,13 @@ def check_figures_and_tables(run_dir) -> None:
 
     png = Image.open(run_dir / index.png.iloc[0])
     assert round(png.info["dpi"][0]) == 300
-    for name in ("results", "seed_comparison", "spatial"):
+    for name in ("results", "seed_comparison", "spatial", "methods"):
         assert len(pd.read_csv(run_dir / "tables" / f"{name}.csv"))
         well_formed_tabular((run_dir / "tables" / f"{name}.tex").read_text())
     assert r"0.893 $\pm$ 0.067" in (run_dir / "tables" / "seed_comparison.tex").read_text()
     combined = (run_dir / "report.html").read_text()
     assert "href='report.html'" in page and combined.count('id="01_render-') >= 1
-    assert all(f'id="{stem}"' in combined for stem in ("01_render", "12_summary"))
+    assert all(f'id="{stem}"' in combined for stem in ("01_render", "13_summary"))
 
 
 @pytest.mark.slow
@@ -116,14 +116,14 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     assert "No asset failed." in report
     # progress bars go to the terminal, never into a report; the terminal also gets a line per notebook
     assert "rendering 480 views" not in report and "rendering 480 views" in result.stderr
-    assert "(4/12) running 04_baseline" in result.stdout
+    assert "(4/13) running 04_baseline" in result.stdout
     for path in sorted((run_dir / "notebooks").glob("*.ipynb")):
         streams = [o for c in nbformat.read(path, as_version=4).cells for o in c.get("outputs", [])
                    if o.get("name") == "stderr"]
         assert not streams, f"{path.stem} wrote to stderr: {streams[0]['text'][:300]}"
     for stem in ["02_backbone", "03_embed", "04_baseline", "05_object_head", "06_contrastive_head",
                  "07_autoencoder", "08_omniview_tuning", "09_zero_shot_probes", "10_vqvae_decoding",
-                 "11_segmentation", "12_summary"]:
+                 "11_segmentation", "12_centroid_distillation", "13_summary"]:
         html = (run_dir / "reports" / f"{stem}.html").read_text()
         assert "mvclip-tiny" in html, f"{stem} must say which backbone made its numbers"
         assert "Traceback" not in html
@@ -131,14 +131,20 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     assert baseline.count("data:image/png;base64") >= 4  # heatmaps, text-image matrix, zero-shot by view/elevation
     results = pd.read_csv(run_dir / "metrics" / "results.csv")
     assert results.method.tolist() == ["baseline", "object_head", "contrastive_head", "autoencoder", "itc_finetune",
-                                       "omniview_tuning", "vqvae_clip_features", "vqvae_own_encoder",
+                                       "omniview_tuning", "centroid_distillation", "vqvae_clip_features",
+                                       "vqvae_own_encoder",
                                        "segmentation_clip_decoder", "segmentation_linear_probe", "segmentation_unet",
                                        "segmentation_location_prior", "segmentation_foreground_only",
                                        "segmentation_category_silhouette"]
     assert results.backbone.str.startswith("mvclip-tiny").all()
-    assert results.reconstruction_l2.notna().tolist() == [False, False, False, True] + [False] * 10
-    assert results.pixel_mse.notna().tolist() == [False] * 6 + [True, True] + [False] * 6  # 10's decoders
-    assert results.seg_miou.notna().tolist() == [False] * 8 + [True] * 6  # 11's models and baselines
+    assert results.reconstruction_l2.notna().tolist() == [False, False, False, True] + [False] * 11
+    assert results.pixel_mse.notna().tolist() == [False] * 7 + [True, True] + [False] * 6  # 10's decoders
+    assert results.seg_miou.notna().tolist() == [False] * 9 + [True] * 6  # 11's models and baselines
+    distilled = (run_dir / "reports" / "12_centroid_distillation.html").read_text()
+    assert "viewpoint-OOD" in distilled and "Against Omniview-Tuning" in distilled
+    assert (run_dir / "models" / "centroid_distillation" / "adapters.pt").exists()
+    assert results.set_index("method").loc["centroid_distillation", "trainable_parameters"] > 0
+    assert "centroid distillation (ours)" in (run_dir / "reports" / "13_summary.html").read_text()
     segmentation_html = (run_dir / "reports" / "11_segmentation.html").read_text()
     assert segmentation_html.count("data:image/png") >= 4 and "Frozen features against a UNet" in segmentation_html
     for method in ("segmentation_clip_decoder", "segmentation_linear_probe", "segmentation_unet"):
@@ -168,7 +174,7 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     assert rows.loc["omniview_tuning", "probe_1shot_zero_shot"] == \
         pytest.approx(probed["omniview_tuning"]["probe_1shot_zero_shot"])
     assert np.isnan(rows.loc["object_head", "probe_linear"])  # the heads are not backbones: no probe columns
-    summary_html = (run_dir / "reports" / "12_summary.html").read_text()
+    summary_html = (run_dir / "reports" / "13_summary.html").read_text()
     assert "0.893 ± 0.067" in summary_html  # the seed's published table beside ours
     assert "part mIoU" in summary_html and "UNet from scratch (pixels)" in summary_html  # 10, 11; display names
     assert "object_head" not in summary_html.split("Every figure")[0]  # display names, not code names
@@ -183,7 +189,7 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     assert 'href="reports/01_render.html"' in index and 'href="notebooks/01_render.ipynb"' in index
     assert "run_name: smoke" in index
     assert json.loads((run_dir / "pipeline.json").read_text())[0]["status"] == "ok"
-    assert "run_name: smoke" in (run_dir / "configs" / "12_summary.yaml").read_text()
+    assert "run_name: smoke" in (run_dir / "configs" / "13_summary.yaml").read_text()
     assert 'href="configs/04_baseline.yaml"' in index
     executed = nbformat.read(run_dir / "notebooks" / "01_render.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
@@ -191,7 +197,7 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     # Headline numbers say which views they cover; zero-shot with prompts pretraining never saw.
     assert "grid views" in baseline and "Is this CLIP" in baseline
     assert results.n_grid_views[0] == 8 and results.n_ood_views[0] == 2
-    assert results.zero_shot_accuracy_canonical_unseen_prompts.notna().tolist() == [True] * 6 + [False] * 8
+    assert results.zero_shot_accuracy_canonical_unseen_prompts.notna().tolist() == [True] * 7 + [False] * 8
     assert "unseen prompt templates" in (run_dir / "reports" / "02_backbone.html").read_text()
 
     # The all-views control is another backbone: its own files, and the canonical model's rows
@@ -200,19 +206,20 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     control["backbone"]["pretrain"]["views"] = "all"
     (tmp_path / "control.yaml").write_text(yaml.safe_dump(control))
     result = run_module("mvclip_utils.pipeline", "--config", str(tmp_path / "control.yaml"), "--run-dir",
-                        str(run_dir), "--only", "02-04,12")
+                        str(run_dir), "--only", "02-04,13")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run_dir / "embeddings" / "mvclip-tiny.npz").exists() and (run_dir / "backbone" / "mvclip-tiny.pt").exists()
     assert (run_dir / "embeddings" / "mvclip-tiny-allviews.npz").exists()
     results = pd.read_csv(run_dir / "metrics" / "results.csv")
     assert results.method.tolist() == ["baseline"] and "all views" in results.backbone[0]
     stale = pd.read_csv(run_dir / "metrics" / "stale_results.csv")
-    assert sorted(stale.method) == ["autoencoder", "contrastive_head", "itc_finetune", "object_head",
+    assert sorted(stale.method) == ["autoencoder", "centroid_distillation", "contrastive_head", "itc_finetune",
+                                    "object_head",
                                     "omniview_tuning", "segmentation_category_silhouette", "segmentation_clip_decoder",
                                     "segmentation_foreground_only", "segmentation_linear_probe",
                                     "segmentation_location_prior", "segmentation_unet", "vqvae_clip_features",
                                     "vqvae_own_encoder"]
-    summary_html = (run_dir / "reports" / "12_summary.html").read_text()
+    summary_html = (run_dir / "reports" / "13_summary.html").read_text()
     assert "Stale rows, not merged" in summary_html
     index = (run_dir / "index.html").read_text()
     assert "different configs" in index

@@ -101,11 +101,11 @@ def test_the_real_config_runs_every_notebook_on_a_local_objaverse_cache_and_a_vi
         assert "Traceback" not in html, report.name
         if report.stem != "01_render":
             assert "ViT-B-32" in html, f"{report.name} must name the backbone that made its numbers"
-    assert len(list((run_dir / "reports").glob("*.html"))) == 12
+    assert len(list((run_dir / "reports").glob("*.html"))) == 13
     assert "ViT width 768, 12 layers, patch 32 at 224 px (7 x 7 feature grid)" in \
         (run_dir / "reports" / "02_backbone.html").read_text()
     index = (run_dir / "index.html").read_text()
-    assert len(re.findall(r"<td[^>]*>ok</td>", index)) == 12
+    assert len(re.findall(r"<td[^>]*>ok</td>", index)) == 13
 
 
 def test_the_real_config_offline_fails_at_02_naming_the_notebook_the_model_and_the_fix(tmp_path):

@@ -13,7 +13,7 @@
 # ---
 
 # %% [markdown]
-# # 12 · Summary: every method in one table
+# # 13 · Summary: every method in one table
 #
 # One row per method that wrote `metrics/<method>.json` — a method added later appears
 # here by writing its row. All numbers are on the `test` objects; the seed's three
@@ -65,6 +65,18 @@ display(spatial if len(spatial) else Markdown("Notebooks 10 and 11 have not run 
 
 # %%
 display(Markdown(summary.findings(results)))
+
+# %% [markdown]
+# ## Every method on one picture
+# Clean zero-shot accuracy (the canonical view) against viewpoint-OOD accuracy (the other
+# grid views), one point per method, with standard errors over test objects. Up is more
+# viewpoint-robust, left is forgetting, and a method that is consistent by collapsing sits
+# near chance on both. The table adds what each method costs: trainable parameters and
+# training time.
+
+# %%
+summary.plot_tradeoff(results, f"Clean against viewpoint-OOD zero-shot accuracy ({read_backbone_record(layout)['name']})");
+display(summary.methods_table(results))
 
 # %%
 summary.plot_method_panels(results, f"Methods on the test objects ({read_backbone_record(layout)['name']})");

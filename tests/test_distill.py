@@ -1,0 +1,87 @@
+"""Centroid distillation: its loss against a loop reference, fixed targets, a keep term that starts at zero."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mvclip_utils import losses
+from mvclip_utils.config import DistillConfig
+from mvclip_utils.distill import CentroidDistillation, frozen_centroids
+from mvclip_utils.ovt import TuningStep
+
+
+def test_distance_to_targets_matches_a_loop_reference_and_is_zero_on_the_targets():
+    torch.manual_seed(0)
+    image, target = torch.randn(7, 16), torch.randn(7, 16)
+    assert losses.distance_to_targets(image, target) == pytest.approx(
+        float(losses.distance_to_targets_loop(image, target)), abs=1e-6)
+    assert float(losses.distance_to_targets(3 * target, target)) == pytest.approx(0.0, abs=1e-6)  # scale-free
+    assert float(losses.distance_to_targets(-target, target)) == pytest.approx(2.0, abs=1e-6)
+    assert float(losses.distance_to_targets(image[:0], target[:0])) == 0.0
+
+
+def test_frozen_centroids_are_the_normalised_mean_of_normalised_views():
+    image = np.array([[[2.0, 0.0], [0.0, 1.0]], [[1.0, 1.0], [1.0, 1.0]]], np.float32)
+    centroids = frozen_centroids(image)
+    assert torch.allclose(centroids[0], torch.tensor([0.5, 0.5]) / np.sqrt(0.5))
+    assert torch.allclose(centroids[1], torch.tensor([1.0, 1.0]) / np.sqrt(2))
+
+
+def _step(z, object_index, clean_index, itc=1.0):
+    return TuningStep(z, torch.as_tensor(object_index), torch.zeros(len(object_index), dtype=torch.long),
+                      torch.as_tensor(clean_index), torch.tensor(itc))
+
+
+def test_the_objective_weighs_its_three_terms_and_records_them():
+    torch.manual_seed(1)
+    centroids, clean = F.normalize(torch.randn(4, 8), dim=-1), F.normalize(torch.randn(3, 8), dim=-1)
+    z = torch.randn(5 + 2, 8)
+    step = _step(z, [0, 1, 1, 3, 2], [2, 0], itc=0.7)
+    objective = CentroidDistillation(DistillConfig(distill_weight=2.0, keep_weight=0.5, itc_weight=1.5),
+                                     centroids, clean)
+    distill = losses.distance_to_targets_loop(z[:5], centroids[[0, 1, 1, 3, 2]])
+    keep = losses.distance_to_targets_loop(z[5:], clean[[2, 0]])
+    assert float(objective.loss(step)) == pytest.approx(float(1.5 * 0.7 + 2.0 * distill + 0.5 * keep), abs=1e-5)
+    assert objective.history.distill == pytest.approx([float(distill)]) and objective.history.itc == [pytest.approx(0.7)]
+
+
+def test_the_keep_term_is_zero_when_clean_views_sit_at_their_frozen_embeddings():
+    clean = F.normalize(torch.randn(3, 8), dim=-1)
+    objective = CentroidDistillation(DistillConfig(), F.normalize(torch.randn(2, 8), dim=-1), clean)
+    objective.loss(_step(torch.cat([torch.randn(2, 8), 4 * clean[[1, 2]]]), [0, 1], [1, 2]))
+    assert objective.history.keep[0] == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_training_starts_with_the_keep_term_at_zero_and_never_moves_the_frozen_targets(tmp_path):
+    from dataclasses import replace
+
+    from mvclip_utils.distill import frozen_targets, train_distillation
+    from mvclip_utils.embed import embed_dataset
+    from mvclip_utils.ovt import tune_adapters
+
+    from conftest import rendered_run_with_backbone
+
+    cfg, layout, backbone = rendered_run_with_backbone(tmp_path, {
+        "dataset": {"procedural": {"objects_per_category": 4},
+                    "splits": {"pretrain": 0.25, "train": 0.25, "val": 0.25, "test": 0.25}},
+        "backbone": {"pretrain": {"steps": 20, "batch_size": 8}}, "embed": {"loader_workers": 0},
+        "distill": {"steps": 6, "objects_per_batch": 2, "views_per_object": 2, "clean_per_batch": 2,
+                    "viformer_layers": 1, "lr": 1e-2}})
+    emb = embed_dataset(cfg, layout, backbone, progress=False)
+    centroids, clean_targets = frozen_targets(cfg, layout, emb)
+    objective = CentroidDistillation(cfg.distill, centroids, clean_targets)
+    before = (objective.centroids.clone(), objective.clean_targets.clone())
+    model = tune_adapters(cfg, "distill", layout, backbone, objective, progress=False)
+    history = objective.history
+    assert history.keep[0] == pytest.approx(0.0, abs=1e-5)  # the adapters start as the identity
+    assert max(history.keep) > 1e-5  # ... and training moved the clean views, which the keep term then saw
+    assert len(history.itc) == len(history.distill) == 6 and history.epochs >= 1
+    assert torch.equal(objective.centroids, before[0]) and torch.equal(objective.clean_targets, before[1])
+    assert not objective.centroids.requires_grad and not any(p is objective.centroids for p in model.parameters())
+    trained = [p for n, p in model.named_parameters() if "lora_B" in n]
+    assert trained and all(p.abs().sum() > 0 for p in trained)
+    with pytest.raises(ValueError, match="differ: rerun notebook 03_embed"):
+        shuffled = replace(emb, object_ids=emb.object_ids[::-1].copy(), splits=emb.splits[::-1].copy())
+        train_distillation(cfg, layout, backbone, shuffled, progress=False)
