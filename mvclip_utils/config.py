@@ -243,6 +243,7 @@ class DistillConfig(AdapterTuningConfig):
     """Centroid distillation (notebook 12): each view pulled to its object's frozen multi-view centroid,
     clean views kept at their frozen embeddings, captions kept aligned by ITC."""
 
+    # clean_per_batch: as ovt.clean_per_batch when only that one is set
     distill_weight: float = 1.0  # mean cosine distance of each train view to its object's frozen centroid
     keep_weight: float = 1.0  # ... of each clean canonical view to its own frozen embedding
     itc_weight: float = 1.0  # image-text contrastive, as in OVT
@@ -710,6 +711,12 @@ def config_from_dict(data: Any, base_dir: Path | str = ".", source_path: str | N
     """Validate a parsed YAML mapping; raises `ConfigError` naming the bad key."""
     data = dict(data) if isinstance(data, dict) else data
     ablations = data.pop("ovt_ablations", None) if isinstance(data, dict) else None
+    ovt, distill = (data.get("ovt"), data.get("distill")) if isinstance(data, dict) else (None, None)
+    if isinstance(ovt, dict) and "clean_per_batch" in ovt and isinstance(distill or {}, dict) \
+            and "clean_per_batch" not in (distill or {}):
+        # centroid distillation mixes in clean views as OVT does unless told otherwise (a run without a
+        # pretrain split sets ovt.clean_per_batch: 0 once, for both)
+        data["distill"] = {**(distill or {}), "clean_per_batch": ovt["clean_per_batch"]}
     cfg = _build(RunConfig, data, "", Path(base_dir))
     cfg.ovt_ablations = _build_ablations(ablations, data.get("ovt") or {}, Path(base_dir))
     cfg.source_path = source_path

@@ -12,7 +12,6 @@
 #     name: mvclip
 # ---
 
-
 # %% [markdown]
 # # 12 · Centroid distillation: viewpoint invariance without forgetting, a method of our own
 #

@@ -167,9 +167,9 @@ def test_too_few_objects_message_gives_the_minimum_and_a_pretrained_backbone_nee
                                 "splits": {"pretrain": 0.4, "train": 0.3, "val": 0.1, "test": 0.2}}})
     assert msg.endswith("expected at least 6"), msg  # 5 would give val 0.5 object, rounded to train
     cfg = make_config({"dataset": {"splits": {"pretrain": 0.0, "train": 0.5, "val": 0.0, "test": 0.5}},
-                       "backbone": {"model": "ViT-B-32", "pretrained": "openai"}, "ovt": {"clean_per_batch": 0},
-                       "distill": {"clean_per_batch": 0}})
+                       "backbone": {"model": "ViT-B-32", "pretrained": "openai"}, "ovt": {"clean_per_batch": 0}})
     assert cfg.dataset.splits.sizes(2) == {"pretrain": 0, "train": 1, "val": 0, "test": 1}
+    assert cfg.distill.clean_per_batch == 0  # follows ovt.clean_per_batch when not set itself
 
 
 def test_lvis_categories_take_auto_or_a_list():

@@ -55,6 +55,7 @@ def real_config_at_test_size(tmp_path, checkpoint) -> dict:
     cfg["embed"] = {"batch_size": 32, "loader_workers": 0}
     cfg["heads"] = {"steps": 20, "validate_every": 10}
     cfg["ovt"].update(steps=2, objects_per_batch=3, views_per_object=2, clean_per_batch=2, outlier_views=1)
+    cfg["distill"].update(steps=2, objects_per_batch=3, views_per_object=2, clean_per_batch=2)
     cfg["probes"] = {"shots": [1, 2], "seeds": 2, "epochs": 5, "linear_probe_Cs": [0.1, 10.0]}
     cfg["decoding"] = {"steps": 4, "batch_size": 8, "validate_every": 2, "codebook_size": 16, "channels": 16}
     cfg["segmentation"] = {"steps": 4, "batch_size": 8, "validate_every": 2, "channels": 16, "unet_channels": 4,
