@@ -351,6 +351,6 @@ def methods_table(results: pd.DataFrame) -> pd.DataFrame:
         table[label] = [format_number(v) + (f" ± {format_number(e)}" if stderr is not None and pd.notna(e) else "")
                         if pd.notna(v) else "" for v, e in zip(rows[column], stderr if stderr is not None
                                                              else [np.nan] * len(rows))]
-    if "trainable parameters" in table:
-        table.loc["baseline", "trainable parameters"] = "0" if "baseline" in table.index else None
+    if "trainable parameters" in table and "baseline" in table.index:  # the frozen backbone trains nothing
+        table.loc["baseline", "trainable parameters"] = "0"
     return table.rename(index=method_label).rename_axis("method")
