@@ -10,7 +10,7 @@ LOCK := requirements.lock
 PIP_INSTALL := -m pip install --disable-pip-version-check
 IMPORT_CHECK := import mvclip_utils, bpy, torch, papermill, open_clip, peft
 
-.PHONY: run ablations distill-ablations test install kernel lab clean-venv benchmark lock
+.PHONY: run ablations distill-ablations seeds test install kernel lab clean-venv benchmark lock
 
 # Re-install when the project's dependencies or their pins change.
 $(STAMP): pyproject.toml $(LOCK) mvclip_utils/lab.py
@@ -41,6 +41,19 @@ ablations: $(STAMP)
 # Notebook 12 again with one centroid-distillation variant without each term (params/distill_ablations.yaml).
 distill-ablations: $(STAMP)
 	$(PY) -m mvclip_utils.pipeline --config params/distill_ablations.yaml --only 12
+
+# The methods (05-08, 12) trained again with each of SEEDS on the default run's dataset and backbone
+# (`make run` first), then the default run's summary (13) with their mean ± standard error over the seeds.
+SEEDS ?= 0,1,2
+RUN_DIR ?= outputs/default
+SEEDS_DIR ?= $(RUN_DIR)-seeds
+comma := ,
+seeds: $(STAMP)
+	$(PY) -m mvclip_utils.pipeline sweep --config $(CONFIG) --set heads.seed,ovt.seed,distill.seed=$(SEEDS) \
+		--from-run $(RUN_DIR) --root $(SEEDS_DIR) --only 01-08,12-13
+	$(PY) -m mvclip_utils.pipeline collect $(foreach s,$(subst $(comma), ,$(SEEDS)),$(SEEDS_DIR)/seed-$(s)) \
+		--into $(RUN_DIR)
+	$(PY) -m mvclip_utils.pipeline --config $(CONFIG) --run-dir $(RUN_DIR) --only 13
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -142,6 +142,32 @@ def load_results(layout: RunLayout) -> pd.DataFrame:
     return rebuild_results_table(layout)
 
 
+def write_seed_table(layout: RunLayout, table: pd.DataFrame, runs: list[Path]) -> Path:
+    """A seeds sweep's table (`sweep.collect`) into this run, refused unless every run's rows were made from
+    this run's dataset and backbone (so the summary can set them beside its own rows)."""
+    current = current_provenance(layout)
+    for run in runs:
+        rows = pd.read_csv(RunLayout(Path(run)).results_table)
+        for key, value in current.items():
+            if key in rows and (rows[key] != value).any():
+                raise ValueError(f"{run} was not made from the {key.split('_')[0]} of {layout.root}: run the sweep "
+                                 f"with --from-run {layout.root} so that its variants share it")
+    atomic_write_text(layout.seed_table, table.assign(**current).to_csv(index=False))
+    return layout.seed_table
+
+
+def load_seed_table(layout: RunLayout) -> pd.DataFrame | None:
+    """The run's seeds sweep table, indexed by method (None when there is none, or it was made from another
+    dataset or backbone than the run has now)."""
+    if not layout.seed_table.exists():
+        return None
+    table = pd.read_csv(layout.seed_table)
+    current = current_provenance(layout)
+    if any(key not in table or (table[key] != value).any() for key, value in current.items()):
+        return None
+    return table.set_index("method")
+
+
 def stale_results(layout: RunLayout) -> pd.DataFrame:
     """Rows left out of results.csv, with why (read after `load_results` / `rebuild_results_table`)."""
     if not layout.stale_results_table.exists():

@@ -154,6 +154,11 @@ class RunLayout:
         """Rows left out of results.csv: made from another backbone or dataset."""
         return self.metrics / "stale_results.csv"
 
+    @property
+    def seed_table(self) -> Path:
+        """Each method's mean and standard error over a seeds sweep of this run (`mvclip collect --into`)."""
+        return self.metrics / "seeds.csv"
+
     def metrics_file(self, method: str) -> Path:
         """One JSON per method: its metrics row and the fingerprints of what it was made from."""
         return self.metrics / f"{method}.json"

@@ -123,7 +123,7 @@ def spatial_table(results: pd.DataFrame) -> pd.DataFrame:
     return rows.rename(columns=SPATIAL_COLUMNS).rename(index=method_label).rename_axis("method").map(format_number)
 
 
-def write_paper_tables(layout, results: pd.DataFrame, backbone: str) -> pd.DataFrame:
+def write_paper_tables(layout, results: pd.DataFrame, backbone: str, seeds: pd.DataFrame | None = None) -> pd.DataFrame:
     """The summary's tables as CSV and LaTeX (booktabs) under `tables/`: which table, its files."""
     from .results import write_table
 
@@ -134,8 +134,9 @@ def write_paper_tables(layout, results: pd.DataFrame, backbone: str) -> pd.DataF
         "seed_comparison": (seed_comparison(results), f"This run ({backbone}) beside the seed's ViT-B/32 on Objaverse "
                                                       f"food-drink: mean ± std over all pairs on both sides."),
         "spatial": (spatial_table(results), f"Decoding and segmentation from frozen spatial features ({backbone})."),
-        "methods": (methods_table(results), f"Zero-shot accuracy ± standard error over {n} test objects, consistency, "
-                                            f"trainable parameters and training time of every method ({backbone})."),
+        "methods": (methods_table(results, seeds), f"Zero-shot accuracy ± standard error over {n} test objects"
+                    + (", and over seeds where named" if len(_seeded(seeds)) else "")
+                    + f", consistency, trainable parameters and training time of every method ({backbone})."),
     }
     written = [{"table": name, **write_table(layout, name, table, caption)}
                for name, (table, caption) in tables.items() if len(table)]
@@ -306,11 +307,17 @@ def _embedding_rows(results: pd.DataFrame) -> pd.DataFrame:
     return rows[rows.same_object_mean.notna()] if "same_object_mean" in rows else rows
 
 
-def plot_tradeoff(results: pd.DataFrame, title: str) -> plt.Figure:
+def _seeded(seeds: pd.DataFrame | None) -> pd.DataFrame:
+    """The seeds table's rows with a standard error (two runs or more)."""
+    return seeds[seeds.n_runs >= 2] if seeds is not None else pd.DataFrame(columns=["n_runs"])
+
+
+def plot_tradeoff(results: pd.DataFrame, title: str, seeds: pd.DataFrame | None = None) -> plt.Figure:
     """Clean zero-shot accuracy (canonical view) against viewpoint-OOD accuracy (other grid views), one point
     per method with its standard errors over test objects: up is more viewpoint-robust, left is forgetting,
-    and a method that is consistent by collapsing sits near chance on both."""
-    rows = _embedding_rows(results)
+    and a method that is consistent by collapsing sits near chance on both. With a seeds sweep (`seeds`,
+    `results.load_seed_table`), a square per method at its mean over the seeds, ± the standard error over them."""
+    rows, seeded = _embedding_rows(results), _seeded(seeds)
     fig, ax = plt.subplots(figsize=(7.5, 5.8))
     chance = 1.0 / rows.n_categories.iloc[0]
     ax.axvline(chance, color="grey", ls=":", lw=1)
@@ -320,14 +327,23 @@ def plot_tradeoff(results: pd.DataFrame, title: str) -> plt.Figure:
         ax.axvline(b.zero_shot_accuracy_canonical, color="C0", ls="--", lw=0.8, alpha=0.6)
         ax.axhline(b.zero_shot_accuracy_other_grid, color="C0", ls="--", lw=0.8, alpha=0.6,
                    label="the frozen backbone's level")
+    clean, vp = "zero_shot_accuracy_canonical", "zero_shot_accuracy_other_grid"
     for i, (method, r) in enumerate(rows.iterrows()):
         error = lambda column: float(np.nan_to_num(r.get(column, 0.0)))
-        ax.errorbar(r.zero_shot_accuracy_canonical, r.zero_shot_accuracy_other_grid,
-                    xerr=error("zero_shot_accuracy_canonical_stderr"), yerr=error("zero_shot_accuracy_other_grid_stderr"),
+        ax.errorbar(r[clean], r[vp], xerr=error(f"{clean}_stderr"), yerr=error(f"{vp}_stderr"),
                     fmt="o", ms=7, capsize=3, color=f"C{i}", label=method_label(method))
+        if method in seeded.index:
+            m = seeded.loc[method]
+            ax.errorbar(m[clean], m[vp], xerr=float(np.nan_to_num(m[f"{clean}_seed_stderr"])),
+                        yerr=float(np.nan_to_num(m[f"{vp}_seed_stderr"])), fmt="s", ms=6, mfc="none", capsize=3,
+                        color=f"C{i}", alpha=0.8)
+    if len(seeded):
+        ax.errorbar([], [], fmt="s", mfc="none", color="grey",
+                    label=f"mean of {int(seeded.n_runs.min())} seeds (± stderr over seeds)")
     ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="clean zero-shot accuracy (canonical view)",
            ylabel="viewpoint-OOD zero-shot accuracy (other grid views)",
-           title=f"{title}\n(error bars: ± standard error over test objects)")
+           title=f"{title}\n(circles: this run ± standard error over test objects"
+                 + ("; squares: mean over seeds ± its standard error)" if len(seeded) else ")"))
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     return fig
@@ -339,10 +355,11 @@ METHOD_TABLE_COLUMNS = {"zero_shot_accuracy_canonical": "clean", "zero_shot_accu
                         "trainable_parameters": "trainable parameters", "train_seconds": "training s"}
 
 
-def methods_table(results: pd.DataFrame) -> pd.DataFrame:
+def methods_table(results: pd.DataFrame, seeds: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every embedding method: zero-shot accuracy by kind of view (± standard error over test objects),
-    consistency, trainable parameters and training time (formatted for display)."""
-    rows = _embedding_rows(results)
+    consistency, trainable parameters and training time (formatted for display); with a seeds sweep, clean and
+    viewpoint-OOD accuracy as the mean over the seeds ± its standard error too."""
+    rows, seeded = _embedding_rows(results), _seeded(seeds)
     table = pd.DataFrame(index=rows.index)
     for column, label in METHOD_TABLE_COLUMNS.items():
         if column not in rows:
@@ -351,6 +368,10 @@ def methods_table(results: pd.DataFrame) -> pd.DataFrame:
         table[label] = [format_number(v) + (f" ± {format_number(e)}" if stderr is not None and pd.notna(e) else "")
                         if pd.notna(v) else "" for v, e in zip(rows[column], stderr if stderr is not None
                                                              else [np.nan] * len(rows))]
+    for column in ("zero_shot_accuracy_canonical", "zero_shot_accuracy_other_grid") if len(seeded) else ():
+        label = f"{METHOD_TABLE_COLUMNS[column]}, {int(seeded.n_runs.min())} seeds"
+        table[label] = [f"{format_number(seeded.loc[m, column])} ± {format_number(seeded.loc[m, f'{column}_seed_stderr'])}"
+                        if m in seeded.index else "" for m in table.index]
     if "trainable parameters" in table and "baseline" in table.index:  # the frozen backbone trains nothing
         table.loc["baseline", "trainable parameters"] = "0"
     return table.rename(index=method_label).rename_axis("method")

@@ -3,11 +3,17 @@
 
     mvclip sweep --config params/default.yaml --set seed=0,1,2 --set heads.lr=1e-3,3e-4 [--only 01-07]
     mvclip collect outputs/default-sweep/*  [--out sweep.csv]
+    mvclip sweep --config params/default.yaml --set heads.seed,ovt.seed,distill.seed=0,1,2   # zipped keys
 
 Each variant is a params file of its own (`extends:` the base config, its overrides over it) run by
 the same pipeline into `<root>/<variant>/`; its index says which overrides made it. Variants whose
 dataset is the same (the `dataset` and `render` sections and the seed, which draws the procedural
-objects and the splits) share the first one's rendered dataset instead of rendering it again.
+objects and the splits) share the first one's rendered dataset instead of rendering it again; those
+whose backbone and embedding settings are the same too start from its pretrained backbone and frozen
+embeddings (hard links: notebooks 02 and 03 reuse them when their own fingerprints match).
+
+Keys joined by commas (`heads.seed,ovt.seed=0,1,2`) take their values together: one variant per
+value, each key set to it (the methods' seeds on one dataset and backbone, `make seeds`).
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import re
+import shutil
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -31,12 +39,20 @@ from .runs import OUTPUTS_DIR, RunLayout, atomic_write_text, digest
 VARIANT_FILE = "sweep_variant.json"  # in each variant's run directory: what made it
 
 
+_KEY = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+
+
 def parse_set(text: str) -> tuple[str, list[Any]]:
-    """'heads.lr=1e-3,3e-4' -> ('heads.lr', [0.001, 0.0003]); values are read as YAML."""
+    """'heads.lr=1e-3,3e-4' -> ('heads.lr', [0.001, 0.0003]); values are read as YAML. 'a.seed,b.seed=0,1'
+    -> ('a.seed,b.seed', [0, 1]): keys joined by commas are zipped (each set to the same value)."""
     key, sep, values = text.partition("=")
-    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key.strip()) or not values:
-        raise ValueError(f"--set {text!r}: expected KEY=V1,V2,... with a dotted config key, e.g. heads.lr=1e-3,3e-4")
-    return key.strip(), [_value(v) for v in values.split(",")]
+    key = ",".join(k.strip() for k in key.split(","))
+    if not sep or not re.fullmatch(f"{_KEY}(,{_KEY})*", key) or not values:
+        raise ValueError(f"--set {text!r}: expected KEY=V1,V2,... with a dotted config key, e.g. heads.lr=1e-3,3e-4 "
+                         "(or zipped keys: heads.seed,ovt.seed=0,1,2)")
+    if len(set(key.split(","))) != len(key.split(",")):
+        raise ValueError(f"--set {text!r}: a zipped key is named twice")
+    return key, [_value(v) for v in values.split(",")]
 
 
 def _value(text: str) -> Any:
@@ -50,19 +66,27 @@ def _value(text: str) -> Any:
 def variants(sets: list[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
     """Every combination of the values (the first key varies slowest), as {dotted key: value}."""
     keys = [k for k, _ in sets]
-    if len(set(keys)) != len(keys):
+    leaves = [leaf for k in keys for leaf in k.split(",")]
+    if len(set(leaves)) != len(leaves):
         raise ValueError(f"--set: a key is given twice in {keys}; give all its values in one --set")
     return [dict(zip(keys, combination)) for combination in itertools.product(*(v for _, v in sets))]
 
 
 def variant_name(overrides: dict[str, Any]) -> str:
-    """A file-name-safe name, e.g. 'seed=1,heads.lr=0.0003' -> 'seed-1_heads.lr-0.0003'."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(f"{k}-{v}" for k, v in overrides.items())).strip("-")
+    """A file-name-safe name, e.g. 'seed=1,heads.lr=0.0003' -> 'seed-1_heads.lr-0.0003'; zipped keys whose
+    last parts agree go by that part ('heads.seed,ovt.seed=1' -> 'seed-1')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(f"{override_label(k)}-{v}" for k, v in overrides.items())).strip("-")
+
+
+def override_label(key: str) -> str:
+    """A key as names and column suffixes show it: zipped keys with one last part by that part."""
+    leaves = {k.rsplit(".", 1)[-1] for k in key.split(",")}
+    return leaves.pop() if "," in key and len(leaves) == 1 else key.replace(",", "+")
 
 
 def nested(overrides: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key, value in overrides.items():
+    for key, value in ((k, v) for zipped, v in overrides.items() for k in zipped.split(",")):
         *parents, leaf = key.split(".")
         node = out
         for part in parents:
@@ -86,10 +110,49 @@ def dataset_key(config_path: Path) -> str:
     return digest([asdict(cfg.dataset), asdict(cfg.render), cfg.seed])
 
 
+def backbone_key(config_path: Path) -> str:
+    """What a pretrained backbone and its frozen embeddings depend on, besides what notebooks 02 and 03 check."""
+    cfg = load_config(config_path)
+    return digest([asdict(cfg.dataset), asdict(cfg.render), cfg.seed, asdict(cfg.backbone), asdict(cfg.embed)])
+
+
+def share_backbone(source: Path, run_dir: Path) -> list[Path]:
+    """Hard-link (copy where links fail) the source run's backbone files and frozen embeddings into a fresh
+    run directory: what a variant that differs only downstream would compute again. Returns what it linked."""
+    source_layout, layout = RunLayout(source), RunLayout(run_dir)
+    if not source_layout.backbone_record.exists() or layout.backbone.exists():
+        return []
+    slug = json.loads(source_layout.backbone_record.read_text()).get("slug", "")
+    files = [p for p in source_layout.backbone.iterdir() if p.is_file()]
+    files += [p for p in [source_layout.embeddings_file(slug)] if slug and p.exists()]
+    linked = []
+    for path in files:
+        target = run_dir / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)  # every writer replaces files atomically, so a link is never written through
+        except OSError:
+            shutil.copy2(path, target)
+        linked.append(target)
+    return linked
+
+
+def _made_by(run: Path, stem: str, key, config: Path) -> str:
+    """The key (`dataset_key`, `backbone_key`) of the config an existing run's notebook ran with."""
+    saved = RunLayout(run).notebook_config(stem)
+    if not saved.exists():
+        raise ValueError(f"--from-run {run}: it has no {saved.relative_to(run)}; run its notebook {stem} first "
+                         f"(e.g. make run for {config})")
+    return key(saved)
+
+
 def run_sweep(config: Path | str, sets: list[tuple[str, list[Any]]], root: Path | str | None = None,
-              only: str | None = None, kernel: str | None = None) -> list[tuple[str, Path, str]]:
+              only: str | None = None, kernel: str | None = None,
+              from_run: Path | str | None = None) -> list[tuple[str, Path, str]]:
     """Run every variant into `root/<variant>/` (default outputs/<run_name>-sweep); returns (variant, run
-    directory, status) per variant. A failed variant is reported and the sweep goes on."""
+    directory, status) per variant. A failed variant is reported and the sweep goes on. With `from_run`
+    (an existing run of the same dataset, e.g. outputs/default), variants share its rendered dataset, and
+    its backbone and frozen embeddings where their settings match, instead of the first variant's."""
     from .pipeline import run_pipeline
 
     config = Path(config)
@@ -102,19 +165,33 @@ def run_sweep(config: Path | str, sets: list[tuple[str, list[Any]]], root: Path 
         path = write_variant_config(config, overrides, root / f"{name}.yaml", f"{base.run_name}-{name}")
         planned.append((name, overrides, path, root / name))
     rendered: dict[str, Path] = {}
+    pretrained: dict[str, Path] = {}
+    if from_run is not None:
+        from_run = Path(from_run).resolve()
+        if _made_by(from_run, "01_render", dataset_key, config) != dataset_key(planned[0][2]):
+            raise ValueError(f"--from-run {from_run}: its dataset was made with other dataset/render settings or "
+                             f"another seed than {config}'s variants; drop --from-run or sweep that run's config")
+        rendered[dataset_key(planned[0][2])] = RunLayout(from_run).dataset
+        if (RunLayout(from_run).notebook_config("02_backbone").exists()
+                and _made_by(from_run, "02_backbone", backbone_key, config) == backbone_key(planned[0][2])):
+            pretrained[backbone_key(planned[0][2])] = from_run
     out = []
     for i, (name, overrides, path, run_dir) in enumerate(planned, start=1):
         run_dir.mkdir(parents=True, exist_ok=True)
         key = dataset_key(path)
         shared = rendered.get(key)
-        if shared is not None and not (run_dir / "dataset").exists():
+        if shared is not None and not (run_dir / "dataset").exists() and not (run_dir / "dataset").is_symlink():
             (run_dir / "dataset").symlink_to(shared.resolve(), target_is_directory=True)
         rendered.setdefault(key, run_dir / "dataset")
+        backbone_from = pretrained.setdefault(backbone_key(path), run_dir)
+        reused = share_backbone(backbone_from, run_dir) if backbone_from != run_dir else []
         (run_dir / VARIANT_FILE).write_text(json.dumps(
             {"base_config": str(config.resolve()), "overrides": overrides, "variant_config": str(path),
-             "shares_dataset_with": str(shared.parent) if shared is not None else ""}, indent=1))
+             "shares_dataset_with": str(shared.parent) if shared is not None else "",
+             "backbone_from": str(backbone_from) if reused else ""}, indent=1))
         print(f"[mvclip sweep] variant {i}/{len(planned)}: {name}"
-              + (f" (dataset shared with {shared.parent.name})" if shared is not None else ""), flush=True)
+              + (f" (dataset shared with {shared.parent.name})" if shared is not None else "")
+              + (f" (backbone and frozen embeddings from {backbone_from.name})" if reused else ""), flush=True)
         try:
             results = run_pipeline(path, run_dir, only, kernel)
             status = "ok" if results and all(r.status == "ok" for r in results) else "failed"
@@ -133,8 +210,8 @@ def read_variant(run_dir: Path | str) -> dict[str, Any]:
 
 def collect(run_dirs: list[Path | str], over: str = "seed") -> pd.DataFrame:
     """The results tables of several runs in one: per method and per combination of the overrides other
-    than `over`, the mean of every numeric column, its standard error over the runs (`<column>_<over>_stderr`,
-    e.g. `zero_shot_accuracy_seed_stderr`: std / sqrt(n), NaN for one run; the rows' own `*_stderr` columns
+    than `over` (a key, or zipped keys' label: `seed` for `heads.seed,ovt.seed`), the mean of every numeric
+    column, its standard error over the runs (`<column>_<over>_stderr`, e.g. `zero_shot_accuracy_seed_stderr`: std / sqrt(n), NaN for one run; the rows' own `*_stderr` columns
     are over test objects within a run) and the number of runs `n_runs`."""
     frames = []
     for run_dir in run_dirs:
@@ -147,12 +224,13 @@ def collect(run_dirs: list[Path | str], over: str = "seed") -> pd.DataFrame:
         table["run_dir"] = str(run_dir)
         frames.append(table)
     rows = pd.concat(frames, ignore_index=True)
-    keys = ["method"] + [k for k in dict.fromkeys(k for f in run_dirs for k in read_variant(f)) if k != over]
+    keys = ["method"] + [k for k in dict.fromkeys(k for f in run_dirs for k in read_variant(f))
+                        if over not in (k, override_label(k))]
     numeric = [c for c in rows.select_dtypes("number").columns if c not in keys]
     grouped = rows.groupby(keys, sort=False, dropna=False)
     mean = grouped[numeric].mean()
     stderr = grouped[numeric].std(ddof=1) / np.sqrt(grouped.size().to_numpy()[:, None])
-    out = mean.join(stderr.add_suffix(f"_{over.replace('.', '_')}_stderr"))
+    out = mean.join(stderr.add_suffix(f"_{re.sub(r'[.,+]', '_', override_label(over))}_stderr"))
     out.insert(0, "n_runs", grouped.size())
     return out.reset_index()
 
@@ -167,20 +245,29 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--root", help="where the variants go (default outputs/<run_name>-sweep)")
     sweep.add_argument("--only", help="notebooks to run in each variant, e.g. 01-07")
     sweep.add_argument("--kernel")
+    sweep.add_argument("--from-run", help="an existing run of the same dataset (e.g. outputs/default) whose dataset, "
+                       "backbone and frozen embeddings the variants share")
     gather = commands.add_parser("collect", help="one results table over runs: mean and standard error over seeds")
     gather.add_argument("run_dirs", nargs="+")
     gather.add_argument("--over", default="seed", help="the override averaged over (default seed)")
     gather.add_argument("--out", help="also write the table as CSV here")
+    gather.add_argument("--into", help="a run made from the same dataset and backbone (e.g. outputs/default) whose "
+                        "summary then shows the table (metrics/seeds.csv)")
     args = parser.parse_args(argv)
     try:
         if args.command == "sweep":
-            done = run_sweep(args.config, [parse_set(s) for s in args.set], args.root, args.only, args.kernel)
+            done = run_sweep(args.config, [parse_set(s) for s in args.set], args.root, args.only, args.kernel,
+                             args.from_run)
             for name, run_dir, status in done:
                 print(f"[mvclip sweep] {status:>6}  {name}  {run_dir}")
             return 0 if all(status == "ok" for *_, status in done) else 1
         table = collect(args.run_dirs, args.over)
         if args.out:
             atomic_write_text(Path(args.out), table.to_csv(index=False))
+        if args.into:
+            from .results import write_seed_table
+
+            print(f"[mvclip collect] {write_seed_table(RunLayout(Path(args.into).resolve()), table, args.run_dirs)}")
         print(table.to_string(index=False, max_cols=12))
         return 0
     except (ConfigError, ValueError, FileNotFoundError) as exc:

@@ -32,7 +32,7 @@ run_dir = None
 # %%
 from IPython.display import HTML, Markdown, display
 
-from mvclip_utils import figures, summary
+from mvclip_utils import distill, figures, summary
 from mvclip_utils import results as results_table
 from mvclip_utils.backbone import read_backbone_record
 from mvclip_utils.config import load_config
@@ -43,6 +43,7 @@ layout = RunLayout.for_run(cfg.run_name, run_dir)
 figures.capture(layout)  # every figure also as PDF, SVG and PNG under figures/
 results = results_table.load_results(layout)
 stale = results_table.stale_results(layout)
+seeds = results_table.load_seed_table(layout)  # `make seeds`: the methods over several seeds, when run
 display(Markdown(f"**Backbone:** {read_backbone_record(layout)['name']} · **run:** `{cfg.run_name}` · "
                  f"**test objects:** {int(results.n_objects.iloc[0])} x {int(results.n_grid_views.iloc[0])} grid "
                  f"+ {int(results.n_ood_views.iloc[0])} ood views"))
@@ -72,11 +73,18 @@ display(Markdown(summary.findings(results)))
 # grid views), one point per method, with standard errors over test objects. Up is more
 # viewpoint-robust, left is forgetting, and a method that is consistent by collapsing sits
 # near chance on both. The table adds what each method costs: trainable parameters and
-# training time.
+# training time. Where a seeds sweep of this run exists (`make seeds`: the methods trained
+# with several seeds on this dataset and backbone), squares and the table's "seeds" columns
+# give the mean over the seeds ± its standard error. The target of our own method (12):
+# the best viewpoint-OOD accuracy at no more than 1 point of clean loss, better than OVT
+# by more than OVT's standard error.
 
 # %%
-summary.plot_tradeoff(results, f"Clean against viewpoint-OOD zero-shot accuracy ({read_backbone_record(layout)['name']})");
-display(summary.methods_table(results))
+summary.plot_tradeoff(results, f"Clean against viewpoint-OOD zero-shot accuracy ({read_backbone_record(layout)['name']})",
+                      seeds);
+display(summary.methods_table(results, seeds))
+display(Markdown(distill.describe_target(results, seeds) + (
+    "" if seeds is not None else "\n\nNo seeds sweep of this run yet: `make seeds` adds one.")))
 
 # %%
 summary.plot_method_panels(results, f"Methods on the test objects ({read_backbone_record(layout)['name']})");
@@ -98,7 +106,7 @@ display(summary.seed_comparison(results))
 # The tables above as CSV and as LaTeX (`booktabs`: `\usepackage{booktabs}`), under `tables/`.
 
 # %%
-written = summary.write_paper_tables(layout, results, read_backbone_record(layout)["name"])
+written = summary.write_paper_tables(layout, results, read_backbone_record(layout)["name"], seeds)
 display(HTML("<ul>" + "".join(f"<li>{t.table}: <a href='../{t.csv}'>{t.csv}</a> · <a href='../{t.tex}'>{t.tex}</a></li>"
                               for t in written.itertuples()) + "</ul>"))
 

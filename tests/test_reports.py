@@ -172,3 +172,60 @@ def test_the_view_explorer_ranks_neighbours_without_the_view_itself():
     assert scores["own_views"].tolist() == [1.0, 1.0, 1.0]
     assert scores["nearest"][["object", "view"]].values.tolist() == [[0, 0], [0, 2]]  # its object's other views
     assert scores["zero_shot"].sum() == pytest.approx(1.0) and scores["zero_shot"].argmax() == 0
+
+
+def _tradeoff_rows() -> pd.DataFrame:
+    """Constructed rows of every embedding method: (clean, viewpoint-OOD, its stderr over objects)."""
+    numbers = {"baseline": (0.955, 0.307, 0.02), "object_head": (0.318, 0.30, 0.03), "itc_finetune": (0.955, 0.564, 0.02),
+               "omniview_tuning": (0.939, 0.564, 0.023), "centroid_distillation": (0.939, 0.553, 0.022)}
+    return pd.DataFrame([{"method": m, "zero_shot_accuracy_canonical": c, "zero_shot_accuracy_other_grid": v,
+                          "zero_shot_accuracy_other_grid_stderr": e, "zero_shot_accuracy_canonical_stderr": 0.018,
+                          "same_object_mean": 0.9, "n_categories": 12, "n_objects": 132}
+                         for m, (c, v, e) in numbers.items()])
+
+
+def _seeds(numbers: dict[str, tuple[float, float, float]], n_runs: int = 3) -> pd.DataFrame:
+    """A seeds table as `sweep.collect` gives it: (clean mean, viewpoint-OOD mean, its stderr over seeds)."""
+    return pd.DataFrame([{"method": m, "n_runs": n_runs, "zero_shot_accuracy_canonical": c,
+                          "zero_shot_accuracy_other_grid": v, "zero_shot_accuracy_canonical_seed_stderr": 0.004,
+                          "zero_shot_accuracy_other_grid_seed_stderr": e}
+                         for m, (c, v, e) in numbers.items()]).set_index("method")
+
+
+def test_the_methods_table_and_tradeoff_add_the_mean_over_seeds_where_a_sweep_exists():
+    rows = _tradeoff_rows()
+    seeds = _seeds({"baseline": (0.955, 0.307, 0.0), "omniview_tuning": (0.941, 0.57, 0.012)})
+    table = summary.methods_table(rows, seeds)
+    assert table.loc["Omniview-Tuning", "viewpoint-OOD, 3 seeds"] == "0.570 ± 0.012"
+    assert table.loc["Omniview-Tuning", "viewpoint-OOD"] == "0.564 ± 0.023"  # this run's, over test objects
+    assert table.loc["object head", "clean, 3 seeds"] == ""  # no seeds for it
+    assert "seeds" not in " ".join(summary.methods_table(rows).columns)
+    assert "seeds" not in " ".join(summary.methods_table(rows, _seeds({"baseline": (0.9, 0.3, 0.0)}, 1)).columns)
+    fig = summary.plot_tradeoff(rows, "t", seeds)
+    squares = [line for line in fig.axes[0].lines if line.get_marker() == "s" and len(line.get_xdata())]
+    assert sorted(float(line.get_ydata()[0]) for line in squares) == [0.307, 0.57]
+    assert "mean of 3 seeds" in " ".join(t.get_text() for t in fig.axes[0].get_legend().get_texts())
+    plt.close("all")
+    assert not [line for line in summary.plot_tradeoff(rows, "t").axes[0].lines if line.get_marker() == "s"]
+    plt.close("all")
+
+
+def test_the_seed_table_belongs_to_the_dataset_and_backbone_it_was_made_from(tmp_path, monkeypatch):
+    layout = RunLayout(tmp_path / "run")
+    current = {"dataset_fingerprint": "d1", "backbone_identity": "b1"}
+    monkeypatch.setattr(results, "current_provenance", lambda _layout: dict(current))
+    runs = []
+    for name, dataset in (("seed-0", "d1"), ("seed-1", "d1"), ("other", "d2")):
+        RunLayout(tmp_path / name).metrics.mkdir(parents=True)
+        pd.DataFrame([{"method": "baseline", "dataset_fingerprint": dataset, "backbone_identity": "b1"}]).to_csv(
+            RunLayout(tmp_path / name).results_table, index=False)
+        runs.append(tmp_path / name)
+    layout.metrics.mkdir(parents=True)
+    table = pd.DataFrame([{"method": "baseline", "n_runs": 2, "zero_shot_accuracy_other_grid": 0.3}])
+    with pytest.raises(ValueError, match="other was not made from the dataset of .*--from-run"):
+        results.write_seed_table(layout, table, runs)
+    assert results.load_seed_table(layout) is None  # nothing written
+    results.write_seed_table(layout, table, runs[:2])
+    assert results.load_seed_table(layout).loc["baseline", "n_runs"] == 2
+    current["backbone_identity"] = "b2"  # the run's backbone changed since: the sweep no longer describes it
+    assert results.load_seed_table(layout) is None

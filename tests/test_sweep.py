@@ -28,6 +28,19 @@ def test_the_variant_grid_and_its_names():
         variants([parse_set("seed=0"), parse_set("seed=1")])
 
 
+def test_zipped_keys_take_their_values_together():
+    key, values = parse_set("heads.seed, ovt.seed,distill.seed=0,1,2")
+    assert (key, values) == ("heads.seed,ovt.seed,distill.seed", [0, 1, 2])
+    grid = variants([(key, values), parse_set("heads.lr=0.1,0.2")])
+    assert len(grid) == 6 and grid[1] == {key: 0, "heads.lr": 0.2}
+    assert nested(grid[1]) == {"heads": {"seed": 0, "lr": 0.2}, "ovt": {"seed": 0}, "distill": {"seed": 0}}
+    assert variant_name({key: 2}) == "seed-2" and variant_name({"heads.seed,ovt.lr": 1}) == "heads.seed-ovt.lr-1"
+    with pytest.raises(ValueError, match="named twice"):
+        parse_set("ovt.seed,ovt.seed=1")
+    with pytest.raises(ValueError, match="given twice"):
+        variants([parse_set("heads.seed,ovt.seed=0"), parse_set("ovt.seed=1")])
+
+
 def test_a_variant_config_extends_the_base_and_a_bad_key_fails_before_any_work(tmp_path):
     path = write_variant_config(PARAMS / "smoke.yaml", {"seed": 3, "heads.lr": 0.01}, tmp_path / "v.yaml", "smoke-v")
     cfg = load_config(path)
@@ -58,6 +71,16 @@ def test_collect_gives_mean_and_standard_error_over_seeds_per_method_and_setting
         collect([tmp_path / "nowhere"])
 
 
+def test_collect_averages_over_zipped_seed_keys_by_their_label(tmp_path):
+    zipped = "heads.seed,ovt.seed"
+    runs = [_fake_run(tmp_path, f"seed-{seed}", {zipped: seed}, [{"method": "omniview_tuning", "score": value}])
+            for seed, value in [(0, 0.5), (1, 0.6), (2, 0.9)]]
+    for over in ("seed", zipped):
+        row = collect(runs, over).set_index("method").loc["omniview_tuning"]
+        assert row.n_runs == 3 and row.score == pytest.approx(2 / 3)
+        assert row.score_seed_stderr == pytest.approx(np.std([0.5, 0.6, 0.9], ddof=1) / np.sqrt(3))
+
+
 @pytest.mark.slow
 def test_a_sweep_runs_each_variant_into_its_own_directory_sharing_one_rendered_dataset(tmp_path):
     root = tmp_path / "sweep"
@@ -67,6 +90,11 @@ def test_a_sweep_runs_each_variant_into_its_own_directory_sharing_one_rendered_d
     first, second = root / "heads.lr-0.001", root / "heads.lr-0.0003"
     assert (second / "dataset").is_symlink() and (second / "dataset").resolve() == (first / "dataset").resolve()
     assert "dataset shared with heads.lr-0.001" in result.stdout
+    # Same backbone and embedding settings: 02 and 03 reused the first variant's (linked) files, not made new ones.
+    assert "backbone and frozen embeddings from heads.lr-0.001" in result.stdout
+    slug = json.loads((first / "backbone" / "backbone.json").read_text())["slug"]
+    for shared in (f"backbone/{slug}.pt", f"embeddings/{slug}.npz"):
+        assert (second / shared).samefile(first / shared), shared
     for run, lr in ((first, "0.001"), (second, "0.0003")):
         assert f"Sweep variant: <b>heads.lr = {lr}</b>" in (run / "index.html").read_text()
         assert pd.read_csv(run / "metrics" / "results.csv").method.tolist() == ["baseline", "object_head"]
