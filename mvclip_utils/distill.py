@@ -13,6 +13,9 @@ in OVT) keeps captions aligned:
 
 The adapters start as the identity, so the keep term is zero at initialisation. Training
 shares OVT's loop (`ovt.tune_adapters`): batches, clean views, texts, several processes.
+`distill.target` swaps the centroid for the object's frozen canonical view, or for its centroid
+with each view weighted by its frozen zero-shot probability of the object's category; the
+ablations compare all three (README, 12).
 """
 
 from __future__ import annotations

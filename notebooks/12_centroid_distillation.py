@@ -52,7 +52,8 @@ d = cfg.distill
 display(Markdown(
     f"**Backbone:** {run.backbone} · trainable parameters: **{trainable:,}** of {total:,} ({trainable / total:.1%}) · "
     f"{d.steps} steps of {d.objects_per_batch} objects x {d.views_per_object} views + {d.clean_per_batch} clean "
-    f"views · weights: distill {d.distill_weight}, keep {d.keep_weight}, ITC {d.itc_weight} · trained in "
+    f"views · target: {d.target.replace('_', ' ')} · weights: distill {d.distill_weight}, keep {d.keep_weight}, "
+    f"ITC {d.itc_weight} · trained in "
     f"{run.history.seconds:.0f} s ({run.history.epochs} epochs"
     + (f", {run.history.processes} processes" if run.history.processes > 1 else "") + ")."))
 
@@ -97,13 +98,17 @@ mean, std = metrics.view_pair_matrices(run.evaluations[distill.METHOD].image)
 plots.plot_view_pair_heatmaps(mean, std, run.views, "Same-object cosine similarity after centroid distillation");
 
 # %% [markdown]
-# ## Ablations: each term removed
-# One variant without each term, trained with the same budget (`distill.ablate: true`,
-# `params/distill_ablations.yaml`, `make distill-ablations`); the default run trains none.
+# ## Ablations: each term removed, and the other targets
+# One variant without each term, and one with each other fixed target (`distill.target`:
+# the object's frozen canonical view, where zero-shot works best; or its centroid with
+# each view weighted by its frozen zero-shot probability of the category), all trained
+# with the same budget (`distill.ablate: true`, `params/distill_ablations.yaml`,
+# `make distill-ablations`); the default run trains none.
 
 # %%
 if run.ablations is None:
-    display(Markdown("No ablations in this run: `make distill-ablations` trains one variant without each term."))
+    display(Markdown("No ablations in this run: `make distill-ablations` trains one variant without each term "
+                     "and one with each other target."))
 else:
     columns = {"changes": "changes", "zero_shot_accuracy_canonical": "clean",
                "zero_shot_accuracy_other_grid": "viewpoint-OOD", "zero_shot_accuracy_2d_ood": "2D-OOD",
