@@ -312,40 +312,76 @@ def _seeded(seeds: pd.DataFrame | None) -> pd.DataFrame:
     return seeds[seeds.n_runs >= 2] if seeds is not None else pd.DataFrame(columns=["n_runs"])
 
 
+_CLEAN, _VIEWPOINT = "zero_shot_accuracy_canonical", "zero_shot_accuracy_other_grid"
+
+
+def _draw_methods(ax: plt.Axes, rows: pd.DataFrame, seeded: pd.DataFrame,
+                  colours: dict[str, str]) -> list[tuple[float, float, float, float]]:
+    """One circle per method (± stderr over objects) and a square at its mean over seeds (± stderr over them);
+    returns each drawn point's (x, y, x error, y error)."""
+    drawn = []
+    for method, r in rows.iterrows():
+        points = [(r[_CLEAN], r[_VIEWPOINT], r.get(f"{_CLEAN}_stderr", 0.0), r.get(f"{_VIEWPOINT}_stderr", 0.0), "o")]
+        if method in seeded.index:
+            m = seeded.loc[method]
+            points.append((m[_CLEAN], m[_VIEWPOINT], m[f"{_CLEAN}_seed_stderr"], m[f"{_VIEWPOINT}_seed_stderr"], "s"))
+        for x, y, xerr, yerr, marker in points:
+            xerr, yerr = float(np.nan_to_num(xerr)), float(np.nan_to_num(yerr))
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker, ms=7 if marker == "o" else 6, capsize=3,
+                        color=colours[method], mfc=None if marker == "o" else "none",
+                        label=method_label(method) if marker == "o" else None)
+            drawn.append((x, y, xerr, yerr))
+    return drawn
+
+
 def plot_tradeoff(results: pd.DataFrame, title: str, seeds: pd.DataFrame | None = None) -> plt.Figure:
     """Clean zero-shot accuracy (canonical view) against viewpoint-OOD accuracy (other grid views), one point
     per method with its standard errors over test objects: up is more viewpoint-robust, left is forgetting,
     and a method that is consistent by collapsing sits near chance on both. With a seeds sweep (`seeds`,
-    `results.load_seed_table`), a square per method at its mean over the seeds, ± the standard error over them."""
+    `results.load_seed_table`), a square per method at its mean over the seeds, ± the standard error over them.
+    A second panel zooms on the methods within 5 points of the frozen backbone's clean accuracy, with the
+    target's clean budget (1 point below it) drawn."""
     rows, seeded = _embedding_rows(results), _seeded(seeds)
-    fig, ax = plt.subplots(figsize=(7.5, 5.8))
+    base = rows.loc["baseline"] if "baseline" in rows.index else None
+    near = (rows[(rows[_CLEAN] >= base[_CLEAN] - 0.05) & (rows.index != "baseline")] if base is not None
+            else rows.iloc[:0])
+    fig, axes = plt.subplots(1, 2 if len(near) else 1, figsize=(12, 5.6) if len(near) else (7.5, 5.8), squeeze=False)
     chance = 1.0 / rows.n_categories.iloc[0]
-    ax.axvline(chance, color="grey", ls=":", lw=1)
-    ax.axhline(chance, color="grey", ls=":", lw=1, label=f"chance ({chance:.2f})")
-    if "baseline" in rows.index:
-        b = rows.loc["baseline"]
-        ax.axvline(b.zero_shot_accuracy_canonical, color="C0", ls="--", lw=0.8, alpha=0.6)
-        ax.axhline(b.zero_shot_accuracy_other_grid, color="C0", ls="--", lw=0.8, alpha=0.6,
-                   label="the frozen backbone's level")
-    clean, vp = "zero_shot_accuracy_canonical", "zero_shot_accuracy_other_grid"
-    for i, (method, r) in enumerate(rows.iterrows()):
-        error = lambda column: float(np.nan_to_num(r.get(column, 0.0)))
-        ax.errorbar(r[clean], r[vp], xerr=error(f"{clean}_stderr"), yerr=error(f"{vp}_stderr"),
-                    fmt="o", ms=7, capsize=3, color=f"C{i}", label=method_label(method))
-        if method in seeded.index:
-            m = seeded.loc[method]
-            ax.errorbar(m[clean], m[vp], xerr=float(np.nan_to_num(m[f"{clean}_seed_stderr"])),
-                        yerr=float(np.nan_to_num(m[f"{vp}_seed_stderr"])), fmt="s", ms=6, mfc="none", capsize=3,
-                        color=f"C{i}", alpha=0.8)
+    for ax in axes[0]:
+        ax.axvline(chance, color="grey", ls=":", lw=1)
+        ax.axhline(chance, color="grey", ls=":", lw=1, label=f"chance ({chance:.2f})")
+        if base is not None:
+            ax.axvline(base[_CLEAN], color="C0", ls="--", lw=0.8, alpha=0.6)
+            ax.axhline(base[_VIEWPOINT], color="C0", ls="--", lw=0.8, alpha=0.6, label="the frozen backbone's level")
+        ax.set(xlabel="clean zero-shot accuracy (canonical view)",
+               ylabel="viewpoint-OOD zero-shot accuracy (other grid views)")
+    colours = {m: f"C{i}" for i, m in enumerate(rows.index)}  # a method has one colour in both panels
+    full = axes[0][0]
+    _draw_methods(full, rows, seeded, colours)
+    full.set(xlim=(0, 1.02), ylim=(0, 1.02), title="every method")
+    if len(near):
+        zoom = axes[0][1]
+        drawn = _draw_methods(zoom, near, seeded, colours)
+        zoom.axvline(base[_CLEAN] - 0.01, color="k", ls="-.", lw=1, label="clean budget (frozen − 1 point)")
+        zoom.axvline(base[_CLEAN], color="C0", ls="--", lw=0.8, alpha=0.6)
+        xs = [x + s * e for x, _, e, _ in drawn for s in (-1, 1)] + [base[_CLEAN]]
+        ys = [y + s * e for _, y, _, e in drawn for s in (-1, 1)]
+        pad_x, pad_y = 0.1 * (max(xs) - min(xs)) + 0.005, 0.1 * (max(ys) - min(ys)) + 0.005
+        zoom.set(xlim=(min(xs) - pad_x, max(xs) + pad_x), ylim=(min(ys) - pad_y, max(ys) + pad_y),
+                 title="zoom: within 5 points of the frozen clean accuracy")
+    handles, labels = [], []
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
     if len(seeded):
-        ax.errorbar([], [], fmt="s", mfc="none", color="grey",
-                    label=f"mean of {int(seeded.n_runs.min())} seeds (± stderr over seeds)")
-    ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="clean zero-shot accuracy (canonical view)",
-           ylabel="viewpoint-OOD zero-shot accuracy (other grid views)",
-           title=f"{title}\n(circles: this run ± standard error over test objects"
+        handles.append(full.errorbar([], [], fmt="s", mfc="none", color="grey"))
+        labels.append(f"mean of {int(seeded.n_runs.min())} seeds (± stderr over seeds)")
+    fig.suptitle(f"{title}\n(circles: this run ± standard error over test objects"
                  + ("; squares: mean over seeds ± its standard error)" if len(seeded) else ")"))
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    fig.tight_layout()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.035 * ((len(labels) - 1) // 4), 1, 1))
     return fig
 
 

@@ -202,11 +202,25 @@ def test_the_methods_table_and_tradeoff_add_the_mean_over_seeds_where_a_sweep_ex
     assert "seeds" not in " ".join(summary.methods_table(rows).columns)
     assert "seeds" not in " ".join(summary.methods_table(rows, _seeds({"baseline": (0.9, 0.3, 0.0)}, 1)).columns)
     fig = summary.plot_tradeoff(rows, "t", seeds)
-    squares = [line for line in fig.axes[0].lines if line.get_marker() == "s" and len(line.get_xdata())]
-    assert sorted(float(line.get_ydata()[0]) for line in squares) == [0.307, 0.57]
-    assert "mean of 3 seeds" in " ".join(t.get_text() for t in fig.axes[0].get_legend().get_texts())
+    full, zoom = fig.axes
+
+    def points(ax, marker):
+        return sorted(float(line.get_ydata()[0]) for line in ax.lines if line.get_marker() == marker
+                      and len(line.get_xdata()))
+
+    assert points(full, "s") == [0.307, 0.57] and points(full, "o") == [0.30, 0.307, 0.553, 0.564, 0.564]
+    # The zoom holds the methods within 5 points of the frozen clean accuracy (not the frozen one, nor the
+    # collapsed head), its limits fit them, and the target's clean budget is drawn 1 point below the frozen.
+    assert points(zoom, "o") == [0.553, 0.564, 0.564] and points(zoom, "s") == [0.57]
+    assert zoom.get_ylim()[0] > 0.5 and zoom.get_xlim()[0] > 0.9
+    assert any(line.get_linestyle() == "-." and line.get_xdata()[0] == pytest.approx(0.945) for line in zoom.lines)
+    legend = " ".join(t.get_text() for t in fig.legends[0].get_texts())
+    assert "mean of 3 seeds" in legend and "clean budget" in legend and legend.count("Omniview-Tuning") == 1
     plt.close("all")
-    assert not [line for line in summary.plot_tradeoff(rows, "t").axes[0].lines if line.get_marker() == "s"]
+    without = summary.plot_tradeoff(rows, "t")
+    assert not [line for ax in without.axes for line in ax.lines if line.get_marker() == "s"]
+    one_panel = summary.plot_tradeoff(rows[rows.method.isin(["baseline", "object_head"])], "t")
+    assert len(one_panel.axes) == 1  # nothing near the frozen clean accuracy: no zoom
     plt.close("all")
 
 

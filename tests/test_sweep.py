@@ -9,6 +9,7 @@ import pytest
 
 from conftest import REPO, run_module
 from mvclip_utils.config import ConfigError, load_config
+from mvclip_utils.runs import RunLayout
 from mvclip_utils.sweep import VARIANT_FILE, collect, nested, parse_set, variant_name, variants, write_variant_config
 
 PARAMS = REPO / "params"
@@ -81,8 +82,23 @@ def test_collect_averages_over_zipped_seed_keys_by_their_label(tmp_path):
         assert row.score_seed_stderr == pytest.approx(np.std([0.5, 0.6, 0.9], ddof=1) / np.sqrt(3))
 
 
+def test_a_sweep_from_a_run_of_another_dataset_is_refused_before_any_work(tmp_path):
+    from mvclip_utils.sweep import run_sweep
+
+    other = tmp_path / "other"
+    (other / "configs").mkdir(parents=True)
+    write_variant_config(PARAMS / "smoke.yaml", {"seed": 5}, other / "configs" / "01_render.yaml", "other")
+    with pytest.raises(ValueError, match="its dataset was made with other dataset/render settings or another seed"):
+        run_sweep(PARAMS / "smoke.yaml", [parse_set("heads.lr=0.1")], tmp_path / "sweep", from_run=other)
+    with pytest.raises(ValueError, match="has no configs/01_render.yaml; run its notebook 01_render first"):
+        run_sweep(PARAMS / "smoke.yaml", [parse_set("heads.lr=0.1")], tmp_path / "sweep", from_run=tmp_path / "none")
+    assert not list((tmp_path / "sweep").glob("*/"))  # no variant ran
+
+
 @pytest.mark.slow
 def test_a_sweep_runs_each_variant_into_its_own_directory_sharing_one_rendered_dataset(tmp_path):
+    from mvclip_utils.results import load_seed_table
+
     root = tmp_path / "sweep"
     result = run_module("mvclip_utils.pipeline", "sweep", "--config", str(PARAMS / "smoke.yaml"),
                         "--set", "heads.lr=0.001,0.0003", "--root", str(root), "--only", "01-05", timeout=1800)
@@ -105,3 +121,24 @@ def test_a_sweep_runs_each_variant_into_its_own_directory_sharing_one_rendered_d
     assert collected.returncode == 0, collected.stderr
     table = pd.read_csv(out)
     assert len(table) == 4 and set(table["heads.lr"].astype(str)) == {"0.001", "0.0003"} and (table.n_runs == 1).all()
+
+    # The methods' seeds, zipped, on the first variant's dataset and backbone (as `make seeds` on the default run),
+    # collected into that run for its summary.
+    seeds_root = tmp_path / "seeds"
+    result = run_module("mvclip_utils.pipeline", "sweep", "--config", str(root / "heads.lr-0.001.yaml"),
+                        "--set", "heads.seed,ovt.seed=1,2", "--from-run", str(first), "--root", str(seeds_root),
+                        "--only", "01-05", timeout=1800)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    runs = [seeds_root / "seed-1", seeds_root / "seed-2"]
+    assert f"(dataset shared with {first.name}) (backbone and frozen embeddings from {first.name})" in result.stdout
+    assert (runs[1] / "backbone" / f"{slug}.pt").samefile(first / "backbone" / f"{slug}.pt")
+    assert (runs[0] / "dataset").resolve() == (first / "dataset").resolve()
+    collected = run_module("mvclip_utils.pipeline", "collect", *map(str, runs), "--into", str(first))
+    assert collected.returncode == 0, collected.stderr
+    seeds = load_seed_table(RunLayout(first))
+    heads = [json.loads((run / "metrics" / "object_head.json").read_text())["same_object_mean"] for run in runs]
+    assert heads[0] != heads[1]  # the seed reached the head's training
+    assert seeds.loc["object_head", "n_runs"] == 2 and seeds.loc["object_head", "same_object_mean"] == pytest.approx(
+        np.mean(heads))
+    assert seeds.loc["object_head", "same_object_mean_seed_stderr"] == pytest.approx(np.std(heads, ddof=1) / np.sqrt(2))
+    assert seeds.loc["baseline", "same_object_mean_seed_stderr"] == 0.0  # the frozen backbone: the same in every run
