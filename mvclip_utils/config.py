@@ -737,6 +737,15 @@ def load_config(path: Path | str) -> RunConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; pass one of params/*.yaml")
+    data = _read_params(path, ())
+    try:
+        return config_from_dict(data, base_dir=path.parent, source_path=str(path.resolve()))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _read_params(path: Path, chain: tuple[Path, ...]) -> Any:
+    """A params file's YAML with what it `extends` (a chain of them, e.g. a sweep variant of a variant) under it."""
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -745,11 +754,10 @@ def load_config(path: Path | str) -> RunConfig:
         base = Path(path.parent / str(data.pop("extends")))
         if not base.is_file():
             raise ConfigError(f"{path}: extends: {base} does not exist; give a params file relative to {path.parent}")
-        data = _deep_merge(yaml.safe_load(base.read_text()) or {}, data)
-    try:
-        return config_from_dict(data, base_dir=path.parent, source_path=str(path.resolve()))
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        if base.resolve() in chain + (path.resolve(),):
+            raise ConfigError(f"{path}: extends: {base} extends {path} again (a cycle)")
+        data = _deep_merge(_read_params(base, chain + (path.resolve(),)) or {}, data)
+    return data
 
 
 def _deep_merge(base: dict, over: dict) -> dict:

@@ -188,6 +188,14 @@ def test_extends_merges_a_params_file_under_this_one(tmp_path):
     (tmp_path / "orphan.yaml").write_text("extends: nowhere.yaml\n")
     with pytest.raises(ConfigError, match="extends: .*nowhere.yaml does not exist"):
         load_config(tmp_path / "orphan.yaml")
+    # A chain (a sweep variant of a sweep variant): each file over the one it extends.
+    (tmp_path / "grandchild.yaml").write_text("extends: child.yaml\novt: {lr: 0.02}\n")
+    cfg = load_config(tmp_path / "grandchild.yaml")
+    assert (cfg.ovt.steps, cfg.ovt.lr, cfg.seed) == (9, 0.02, 3)
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="a cycle"):
+        load_config(tmp_path / "a.yaml")
 
 
 def test_ovt_ablations_change_only_the_keys_they_name_and_round_trip(tmp_path):
