@@ -49,11 +49,11 @@ def frozen_centroids(image: np.ndarray | torch.Tensor, weights: torch.Tensor | N
     return F.normalize(mean, dim=-1)
 
 
-def category_confidence(image: torch.Tensor, category_text: torch.Tensor, labels: torch.Tensor,
-                        logit_scale: float) -> torch.Tensor:
-    """[N, V, D] views -> [N, V]: each view's zero-shot probability of its object's category."""
+def category_log_confidence(image: torch.Tensor, category_text: torch.Tensor, labels: torch.Tensor,
+                            logit_scale: float) -> torch.Tensor:
+    """[N, V, D] views -> [N, V]: each view's zero-shot log-probability of its object's category."""
     logits = logit_scale * F.normalize(image, dim=-1) @ F.normalize(category_text, dim=-1).T
-    return logits.softmax(-1).gather(-1, labels.view(-1, 1, 1).expand(*logits.shape[:2], 1))[..., 0]
+    return logits.log_softmax(-1).gather(-1, labels.view(-1, 1, 1).expand(*logits.shape[:2], 1))[..., 0]
 
 
 @dataclass
@@ -108,9 +108,10 @@ def frozen_targets(cfg: RunConfig, layout, emb, logit_scale: float = 100.0) -> t
     if cfg.distill.target == "canonical_view":
         targets = F.normalize(image[:, canonical], dim=-1)
     elif cfg.distill.target == "confident_centroid":
-        confidence = category_confidence(image[:, grid], torch.from_numpy(train.category_text),
-                                         torch.from_numpy(train.labels).long(), logit_scale)
-        targets = frozen_centroids(image[:, grid], confidence / confidence.sum(1, keepdim=True))
+        log_confidence = category_log_confidence(image[:, grid], torch.from_numpy(train.category_text),
+                                                 torch.from_numpy(train.labels).long(), logit_scale)
+        # p / sum(p) over the views, from log p: finite where every view's p underflows
+        targets = frozen_centroids(image[:, grid], log_confidence.softmax(1))
     else:
         targets = frozen_centroids(image[:, grid])
     return targets, torch.from_numpy(pretrain.image[:, canonical])
@@ -256,6 +257,8 @@ def describe_target(results: pd.DataFrame, seeds: pd.DataFrame | None = None) ->
     viewpoint-OOD accuracy at no more than 1 point of clean loss against the frozen backbone, and whether
     ours beats OVT by more than OVT's standard error. Over a seeds sweep (means ± standard error over the
     seeds) when one covers these methods, else on this run (± standard error over test objects)."""
+    from .results import method_label, seed_count
+
     clean, vp = "zero_shot_accuracy_canonical", "zero_shot_accuracy_other_grid"
     needed = {"baseline", "omniview_tuning", METHOD}
     rows = results.set_index("method")
@@ -264,8 +267,8 @@ def describe_target(results: pd.DataFrame, seeds: pd.DataFrame | None = None) ->
     spread = f"{vp}_seed_stderr" if use_seeds else f"{vp}_stderr"
     if not needed <= set(table.index) or spread not in table:
         return "The target needs the frozen backbone's, OVT's (08) and centroid distillation's (12) rows."
-    where = (f"mean over {int(table.n_runs.min())} seeds, ± standard error over the seeds" if use_seeds
-             else "this run, ± standard error over test objects")
+    where = (f"Over {seed_count(table)} seeds (mean ± standard error over the seeds)" if use_seeds
+             else "On this run (± standard error over test objects)")
     base = table.loc["baseline", clean]
     within = table[(base - table[clean]) * 100 <= 1 + 1e-9].dropna(subset=[vp])
     best = within[vp].idxmax()
@@ -274,8 +277,11 @@ def describe_target(results: pd.DataFrame, seeds: pd.DataFrame | None = None) ->
     met = best == METHOD and margin > stderr
     from .results import method_label
 
+    uncovered = ("" if use_seeds or seeds is None else
+                 f"The seeds sweep has no rows of {', '.join(sorted(needed - set(seeds[seeds.n_runs >= 2].index)))}: "
+                 "judged on this run. ")
     return "\n".join([
-        f"On {where}:",
+        f"{uncovered}{where}:",
         f"- Within 1 point of the frozen backbone's clean accuracy ({base:.3f}): "
         + ", ".join(f"{method_label(m)} {r[vp]:.3f}" for m, r in within.sort_values(vp, ascending=False).iterrows())
         + f" viewpoint-OOD; the best is **{method_label(best)}**.",

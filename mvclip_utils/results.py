@@ -145,9 +145,12 @@ def load_results(layout: RunLayout) -> pd.DataFrame:
 def write_seed_table(layout: RunLayout, table: pd.DataFrame, runs: list[Path]) -> Path:
     """A seeds sweep's table (`sweep.collect`) into this run, refused unless every run's rows were made from
     this run's dataset and backbone (so the summary can set them beside its own rows)."""
+    if not table.method.is_unique or not any(c.endswith("_seed_stderr") for c in table.columns):
+        raise ValueError("a seed table has one row per method, with `<metric>_seed_stderr` columns: collect runs "
+                         "that differ only in their seeds, with --over seed (the default)")
     current = current_provenance(layout)
     for run in runs:
-        rows = pd.read_csv(RunLayout(Path(run)).results_table)
+        rows = pd.read_csv(RunLayout(Path(run)).results_table, dtype={k: str for k in PROVENANCE})
         for key, value in current.items():
             if key in rows and (rows[key] != value).any():
                 raise ValueError(f"{run} was not made from the {key.split('_')[0]} of {layout.root}: run the sweep "
@@ -161,11 +164,17 @@ def load_seed_table(layout: RunLayout) -> pd.DataFrame | None:
     dataset or backbone than the run has now)."""
     if not layout.seed_table.exists():
         return None
-    table = pd.read_csv(layout.seed_table)
+    table = pd.read_csv(layout.seed_table, dtype={k: str for k in PROVENANCE})
     current = current_provenance(layout)
     if any(key not in table or (table[key] != value).any() for key, value in current.items()):
         return None
     return table.set_index("method")
+
+
+def seed_count(table: pd.DataFrame) -> str:
+    """How many seeds a seed table's rows average ('3', or '2-3' when methods differ)."""
+    low, high = int(table.n_runs.min()), int(table.n_runs.max())
+    return str(low) if low == high else f"{low}-{high}"
 
 
 def stale_results(layout: RunLayout) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .results import HEADLINE_COLUMNS, format_number, method_label
+from .results import HEADLINE_COLUMNS, format_number, method_label, seed_count
 
 # The seed write-up's table: ViT-B/32 on Objaverse food-drink, mean ± the std over all pairs (pooled:
 # e.g. the contrastive head's cross-object 0.021 ± 0.676 is a spread of pair cosines, not of object
@@ -377,7 +377,7 @@ def plot_tradeoff(results: pd.DataFrame, title: str, seeds: pd.DataFrame | None 
                 labels.append(label)
     if len(seeded):
         handles.append(full.errorbar([], [], fmt="s", mfc="none", color="grey"))
-        labels.append(f"mean of {int(seeded.n_runs.min())} seeds (± stderr over seeds)")
+        labels.append(f"mean of {seed_count(seeded)} seeds (± stderr over seeds)")
     fig.suptitle(f"{title}\n(circles: this run ± standard error over test objects"
                  + ("; squares: mean over seeds ± its standard error)" if len(seeded) else ")"))
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), frameon=False)
@@ -405,7 +405,7 @@ def methods_table(results: pd.DataFrame, seeds: pd.DataFrame | None = None) -> p
                         if pd.notna(v) else "" for v, e in zip(rows[column], stderr if stderr is not None
                                                              else [np.nan] * len(rows))]
     for column in ("zero_shot_accuracy_canonical", "zero_shot_accuracy_other_grid") if len(seeded) else ():
-        label = f"{METHOD_TABLE_COLUMNS[column]}, {int(seeded.n_runs.min())} seeds"
+        label = f"{METHOD_TABLE_COLUMNS[column]}, {seed_count(seeded)} seeds"
         table[label] = [f"{format_number(seeded.loc[m, column])} ± {format_number(seeded.loc[m, f'{column}_seed_stderr'])}"
                         if m in seeded.index else "" for m in table.index]
     if "trainable parameters" in table and "baseline" in table.index:  # the frozen backbone trains nothing

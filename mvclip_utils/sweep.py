@@ -2,7 +2,7 @@
 (`mvclip collect`) with mean and standard error over seeds.
 
     mvclip sweep --config params/default.yaml --set seed=0,1,2 --set heads.lr=1e-3,3e-4 [--only 01-07]
-    mvclip collect outputs/default-sweep/*  [--out sweep.csv]
+    mvclip collect outputs/default-sweep/*/  [--out sweep.csv]
     mvclip sweep --config params/default.yaml --set heads.seed,ovt.seed,distill.seed=0,1,2   # zipped keys
 
 Each variant is a params file of its own (`extends:` the base config, its overrides over it) run by
@@ -34,7 +34,7 @@ import pandas as pd
 import yaml
 
 from .config import ConfigError, load_config
-from .runs import OUTPUTS_DIR, RunLayout, atomic_write_text, digest
+from .runs import OUTPUTS_DIR, TEMP_SUFFIX, RunLayout, atomic_path, atomic_write_text, digest
 
 VARIANT_FILE = "sweep_variant.json"  # in each variant's run directory: what made it
 
@@ -117,22 +117,28 @@ def backbone_key(config_path: Path) -> str:
 
 
 def share_backbone(source: Path, run_dir: Path) -> list[Path]:
-    """Hard-link (copy where links fail) the source run's backbone files and frozen embeddings into a fresh
-    run directory: what a variant that differs only downstream would compute again. Returns what it linked."""
+    """Hard-link (copy where links fail) the source run's backbone files and frozen embeddings into a
+    variant's run directory, unless it holds the source's backbone already (the same identity): what a
+    variant that differs only downstream would compute again. Returns what it linked."""
     source_layout, layout = RunLayout(source), RunLayout(run_dir)
-    if not source_layout.backbone_record.exists() or layout.backbone.exists():
+    if not source_layout.backbone_record.exists():
         return []
-    slug = json.loads(source_layout.backbone_record.read_text()).get("slug", "")
-    files = [p for p in source_layout.backbone.iterdir() if p.is_file()]
+    record = json.loads(source_layout.backbone_record.read_text())
+    if layout.backbone_record.exists() and json.loads(layout.backbone_record.read_text()).get(
+            "identity") == record.get("identity"):
+        return []
+    slug = record.get("slug", "")
+    files = [p for p in source_layout.backbone.iterdir() if p.is_file() and not p.name.endswith(TEMP_SUFFIX)]
     files += [p for p in [source_layout.embeddings_file(slug)] if slug and p.exists()]
     linked = []
     for path in files:
         target = run_dir / path.relative_to(source)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, target)  # every writer replaces files atomically, so a link is never written through
-        except OSError:
-            shutil.copy2(path, target)
+        with atomic_path(target) as tmp:  # replaces what the variant had; never writes through an older link
+            tmp.unlink()
+            try:
+                os.link(path, tmp)  # every writer replaces files atomically, so a link is never written through
+            except OSError:
+                shutil.copy2(path, tmp)
         linked.append(target)
     return linked
 
@@ -188,7 +194,7 @@ def run_sweep(config: Path | str, sets: list[tuple[str, list[Any]]], root: Path 
         (run_dir / VARIANT_FILE).write_text(json.dumps(
             {"base_config": str(config.resolve()), "overrides": overrides, "variant_config": str(path),
              "shares_dataset_with": str(shared.parent) if shared is not None else "",
-             "backbone_from": str(backbone_from) if reused else ""}, indent=1))
+             "backbone_from": str(backbone_from) if backbone_from != run_dir else ""}, indent=1))
         print(f"[mvclip sweep] variant {i}/{len(planned)}: {name}"
               + (f" (dataset shared with {shared.parent.name})" if shared is not None else "")
               + (f" (backbone and frozen embeddings from {backbone_from.name})" if reused else ""), flush=True)
@@ -208,24 +214,31 @@ def read_variant(run_dir: Path | str) -> dict[str, Any]:
     return json.loads(path.read_text())["overrides"] if path.exists() else {}
 
 
+def swept_keys(run_dirs: list[Path | str]) -> list[str]:
+    """The override keys of the runs, in order of appearance."""
+    return list(dict.fromkeys(k for f in run_dirs for k in read_variant(f)))
+
+
 def collect(run_dirs: list[Path | str], over: str = "seed") -> pd.DataFrame:
     """The results tables of several runs in one: per method and per combination of the overrides other
     than `over` (a key, or zipped keys' label: `seed` for `heads.seed,ovt.seed`), the mean of every numeric
     column, its standard error over the runs (`<column>_<over>_stderr`, e.g. `zero_shot_accuracy_seed_stderr`: std / sqrt(n), NaN for one run; the rows' own `*_stderr` columns
     are over test objects within a run) and the number of runs `n_runs`."""
+    from .results import PROVENANCE
+
     frames = []
     for run_dir in run_dirs:
         table_path = RunLayout(Path(run_dir)).results_table
         if not table_path.exists():
             raise FileNotFoundError(f"{table_path} is missing: {run_dir} has no results (did its run fail?)")
-        table = pd.read_csv(table_path)
+        table = pd.read_csv(table_path, dtype={k: str for k in PROVENANCE})  # hex digests that may look numeric
         for key, value in read_variant(run_dir).items():
             table[key] = str(value)
         table["run_dir"] = str(run_dir)
         frames.append(table)
     rows = pd.concat(frames, ignore_index=True)
-    keys = ["method"] + [k for k in dict.fromkeys(k for f in run_dirs for k in read_variant(f))
-                        if over not in (k, override_label(k))]
+    swept = swept_keys(run_dirs)
+    keys = ["method"] + [k for k in swept if over not in (k, override_label(k))]
     numeric = [c for c in rows.select_dtypes("number").columns if c not in keys]
     grouped = rows.groupby(keys, sort=False, dropna=False)
     mean = grouped[numeric].mean()
@@ -262,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[mvclip sweep] {status:>6}  {name}  {run_dir}")
             return 0 if all(status == "ok" for *_, status in done) else 1
         table = collect(args.run_dirs, args.over)
+        swept = swept_keys(args.run_dirs)
+        if swept and not any(args.over in (k, override_label(k)) for k in swept):
+            print(f"[mvclip collect] note: no run was swept over {args.over} (they were over {', '.join(swept)}): "
+                  f"each row is its own setting, with no standard error over runs", file=sys.stderr)
         if args.out:
             atomic_write_text(Path(args.out), table.to_csv(index=False))
         if args.into:
@@ -270,6 +287,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[mvclip collect] {write_seed_table(RunLayout(Path(args.into).resolve()), table, args.run_dirs)}")
         print(table.to_string(index=False, max_cols=12))
         return 0
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
+    except (ConfigError, ValueError, OSError) as exc:
         print(f"mvclip: {exc}", file=sys.stderr)
         return 2

@@ -194,7 +194,7 @@ def test_extends_merges_a_params_file_under_this_one(tmp_path):
     assert (cfg.ovt.steps, cfg.ovt.lr, cfg.seed) == (9, 0.02, 3)
     (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
     (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
-    with pytest.raises(ConfigError, match="a cycle"):
+    with pytest.raises(ConfigError, match=r"a cycle \(a.yaml -> b.yaml -> a.yaml\)"):
         load_config(tmp_path / "a.yaml")
 
 

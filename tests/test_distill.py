@@ -29,16 +29,23 @@ def test_frozen_centroids_are_the_normalised_mean_of_normalised_views():
 
 
 def test_the_confident_centroid_weighs_views_by_their_zero_shot_probability_of_the_category():
-    from mvclip_utils.distill import category_confidence
+    from mvclip_utils.distill import category_log_confidence
 
     image = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # one object: a view on each category's prompt
     category_text = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
-    confidence = category_confidence(image, category_text, torch.tensor([0]), logit_scale=1.0)
+    log_confidence = category_log_confidence(image, category_text, torch.tensor([0]), logit_scale=1.0)
     e = float(np.e)
-    assert torch.allclose(confidence, torch.tensor([[e / (e + 1), 1 / (1 + e)]]))
-    weighted = frozen_centroids(image, confidence / confidence.sum(1, keepdim=True))
+    assert torch.allclose(log_confidence.exp(), torch.tensor([[e / (e + 1), 1 / (1 + e)]]))
+    weighted = frozen_centroids(image, log_confidence.softmax(1))  # p / sum(p) over the views
     assert torch.allclose(weighted[0], F.normalize(torch.tensor([e, 1.0]), dim=0))
     assert torch.allclose(frozen_centroids(image, torch.tensor([[0.0, 1.0]]))[0], torch.tensor([0.0, 1.0]))
+    # At a large logit scale every view's probability of the category underflows to 0 in float32; the weights,
+    # taken from the log-probabilities, stay finite and favour the view closest to the category.
+    wrong = torch.tensor([[[0.0, 1.0], [0.6, 0.8]]])
+    log_confidence = category_log_confidence(wrong, category_text, torch.tensor([0]), logit_scale=1000.0)
+    assert (log_confidence.exp() == 0).all()
+    weights = log_confidence.softmax(1)
+    assert torch.isfinite(weights).all() and weights[0, 1] > 0.99
 
 
 def _step(z, object_index, clean_index, itc=1.0):
@@ -119,15 +126,17 @@ def test_the_target_is_judged_on_the_seeds_when_they_cover_the_methods_else_on_t
 
     rows = _tradeoff_rows()
     text = describe_target(rows)
-    assert text.startswith("On this run, ± standard error over test objects")
+    assert text.startswith("On this run (± standard error over test objects):")
     assert "ITC-only fine-tune 0.564, baseline (frozen) 0.307 viewpoint-OOD; the best is **ITC-only fine-tune**" in text
     assert "Margin over OVT -1.1 points against its standard error 2.3: **target missed**" in text
     partial = _seeds({"baseline": (0.955, 0.307, 0.0), "omniview_tuning": (0.94, 0.56, 0.01)})
-    assert describe_target(rows, partial).startswith("On this run")  # ours has no seeds: the run decides
+    # ours has no seeds: the run decides, and says why
+    assert describe_target(rows, partial).startswith(
+        "The seeds sweep has no rows of centroid_distillation: judged on this run. On this run")
     seeds = _seeds({"baseline": (0.955, 0.307, 0.0), "omniview_tuning": (0.94, 0.56, 0.01),
                     "centroid_distillation": (0.95, 0.62, 0.01)})
     text = describe_target(rows, seeds)
-    assert text.startswith("On mean over 3 seeds, ± standard error over the seeds")
+    assert text.startswith("Over 3 seeds (mean ± standard error over the seeds):")
     assert "the best is **centroid distillation (ours)**" in text and "clean 0.950 (-0.5 points)" in text
     assert "Margin over OVT +6.0 points against its standard error 1.0: **target met**." in text
     assert "needs the frozen backbone's" in describe_target(rows[rows.method != "omniview_tuning"])

@@ -235,7 +235,11 @@ def test_the_seed_table_belongs_to_the_dataset_and_backbone_it_was_made_from(tmp
             RunLayout(tmp_path / name).results_table, index=False)
         runs.append(tmp_path / name)
     layout.metrics.mkdir(parents=True)
-    table = pd.DataFrame([{"method": "baseline", "n_runs": 2, "zero_shot_accuracy_other_grid": 0.3}])
+    table = pd.DataFrame([{"method": "baseline", "n_runs": 2, "zero_shot_accuracy_other_grid": 0.3,
+                           "zero_shot_accuracy_other_grid_seed_stderr": 0.0}])
+    for bad in (pd.concat([table, table]), table.drop(columns="zero_shot_accuracy_other_grid_seed_stderr")):
+        with pytest.raises(ValueError, match="one row per method, with `<metric>_seed_stderr` columns"):
+            results.write_seed_table(layout, bad, runs[:2])  # e.g. collected over another key than the seeds
     with pytest.raises(ValueError, match="other was not made from the dataset of .*--from-run"):
         results.write_seed_table(layout, table, runs)
     assert results.load_seed_table(layout) is None  # nothing written
@@ -243,3 +247,10 @@ def test_the_seed_table_belongs_to_the_dataset_and_backbone_it_was_made_from(tmp
     assert results.load_seed_table(layout).loc["baseline", "n_runs"] == 2
     current["backbone_identity"] = "b2"  # the run's backbone changed since: the sweep no longer describes it
     assert results.load_seed_table(layout) is None
+    # Fingerprints are hex digests, which pandas would read as numbers when all digits: read as text.
+    current.update(dataset_fingerprint="0123456789012345", backbone_identity="1e5")
+    for run in runs[:2]:
+        pd.DataFrame([{"method": "baseline", "dataset_fingerprint": "0123456789012345", "backbone_identity": "1e5"}]
+                     ).to_csv(RunLayout(run).results_table, index=False)
+    results.write_seed_table(layout, table, runs[:2])
+    assert results.load_seed_table(layout).loc["baseline", "n_runs"] == 2

@@ -72,10 +72,15 @@ def test_collect_gives_mean_and_standard_error_over_seeds_per_method_and_setting
         collect([tmp_path / "nowhere"])
 
 
-def test_collect_averages_over_zipped_seed_keys_by_their_label(tmp_path):
+def test_collect_averages_over_zipped_seed_keys_by_their_label(tmp_path, capsys):
     zipped = "heads.seed,ovt.seed"
     runs = [_fake_run(tmp_path, f"seed-{seed}", {zipped: seed}, [{"method": "omniview_tuning", "score": value}])
             for seed, value in [(0, 0.5), (1, 0.6), (2, 0.9)]]
+    assert (collect(runs, "heads.lr").n_runs == 1).all()  # not a key of theirs: a row per run (the CLI says so)
+    from mvclip_utils.sweep import main
+
+    assert main(["collect", *map(str, runs), "--over", "heads.lr"]) == 0
+    assert "no run was swept over heads.lr (they were over heads.seed,ovt.seed)" in capsys.readouterr().err
     for over in ("seed", zipped):
         row = collect(runs, over).set_index("method").loc["omniview_tuning"]
         assert row.n_runs == 3 and row.score == pytest.approx(2 / 3)
@@ -142,3 +147,30 @@ def test_a_sweep_runs_each_variant_into_its_own_directory_sharing_one_rendered_d
         np.mean(heads))
     assert seeds.loc["object_head", "same_object_mean_seed_stderr"] == pytest.approx(np.std(heads, ddof=1) / np.sqrt(2))
     assert seeds.loc["baseline", "same_object_mean_seed_stderr"] == 0.0  # the frozen backbone: the same in every run
+
+
+def test_sharing_a_backbone_links_its_files_and_relinks_when_the_source_changed(tmp_path):
+    from mvclip_utils.sweep import share_backbone
+
+    source, variant = RunLayout(tmp_path / "source"), RunLayout(tmp_path / "variant")
+
+    def write_source(identity: str) -> None:
+        source.backbone.mkdir(parents=True, exist_ok=True)
+        source.embeddings.mkdir(parents=True, exist_ok=True)
+        for path, text in ((source.backbone_record, json.dumps({"slug": "m", "identity": identity})),
+                           (source.backbone_checkpoint("m"), identity), (source.embeddings_file("m"), identity)):
+            tmp = path.with_suffix(".new")
+            tmp.write_text(text)
+            tmp.replace(path)  # as every writer of the project: a new file, never written in place
+
+    write_source("A")
+    linked = share_backbone(source.root, variant.root)
+    assert sorted(p.name for p in linked) == ["backbone.json", "m.npz", "m.pt"]
+    assert variant.backbone_checkpoint("m").samefile(source.backbone_checkpoint("m"))
+    assert share_backbone(source.root, variant.root) == []  # the same backbone already: nothing to do
+    kept = tmp_path / "kept.npz"
+    kept.hardlink_to(variant.embeddings_file("m"))  # another name of the variant's old file
+    write_source("B")  # the source run was made again
+    assert len(share_backbone(source.root, variant.root)) == 3
+    assert variant.embeddings_file("m").read_text() == "B" and kept.read_text() == "A"  # replaced, not written through
+    assert not list(variant.root.rglob("*.tmp"))
