@@ -140,13 +140,19 @@ def plot_mask_overlays(layout: RunLayout, objects: pd.DataFrame, view_ids: list[
     return fig
 
 
+def moving_mean(values, window: int) -> np.ndarray:
+    """The mean of every `window` consecutive values (the values themselves when there are fewer): point i
+    is the mean of values i .. i + window - 1, so it belongs at step i + window - 1."""
+    values = np.asarray(values, dtype=float)
+    return np.convolve(values, np.ones(window) / window, mode="valid") if len(values) >= window else values
+
+
 def plot_loss_curve(losses: list[float], title: str, window: int = 20) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(7, 3))
     steps = np.arange(len(losses))
     ax.plot(steps, losses, color="lightgrey", lw=0.8, label="per step")
     if len(losses) >= window:
-        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        ax.plot(steps[window - 1:], smooth, color="C0", label=f"mean of {window}")
+        ax.plot(steps[window - 1:], moving_mean(losses, window), color="C0", label=f"mean of {window}")
     ax.set(xlabel="step", ylabel="loss", title=title)
     ax.legend()
     fig.tight_layout()
@@ -380,8 +386,7 @@ def plot_loss_terms(terms: dict[str, list[float]], title: str, window: int = 10)
     """Each term of a loss per step (mean of `window` steps), one panel each."""
     fig, axes = plt.subplots(1, len(terms), figsize=(4.2 * len(terms), 3.2), squeeze=False)
     for ax, (name, values) in zip(axes[0], terms.items()):
-        values = np.asarray(values, dtype=float)
-        smooth = np.convolve(values, np.ones(window) / window, mode="valid") if len(values) >= window else values
+        smooth = moving_mean(values, window)
         ax.plot(np.arange(len(smooth)) + (len(values) - len(smooth)), smooth)
         ax.set(title=name, xlabel="step", ylabel=f"loss (mean of {window} steps)")
     fig.suptitle(title)
@@ -392,11 +397,10 @@ def plot_loss_terms(terms: dict[str, list[float]], title: str, window: int = 10)
 def plot_ovt_training(histories: dict, title: str, window: int = 10) -> plt.Figure:
     """ITC and VC loss per step of each tuned variant, and how much the outlier set moved per epoch."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.3))
-    smooth = lambda v: np.convolve(v, np.ones(window) / window, mode="valid") if len(v) >= window else np.asarray(v)
     for name, h in histories.items():
-        axes[0].plot(smooth(h.itc), label=method_label(name))
+        axes[0].plot(moving_mean(h.itc, window), label=method_label(name))
         if any(h.vc):
-            axes[1].plot(smooth(h.vc), label=method_label(name))
+            axes[1].plot(moving_mean(h.vc, window), label=method_label(name))
         if h.outlier_drift:
             axes[2].plot(range(1, len(h.outlier_drift) + 1), h.outlier_drift, marker=".", label=method_label(name))
     axes[0].set(title="ITC loss", xlabel="step", ylabel=f"loss (mean of {window} steps)")
@@ -539,7 +543,7 @@ def plot_decoding_curves(curves: dict, labels: dict[str, str], title: str, val_l
     for i, (kind, result) in enumerate(curves.items()):
         losses = np.asarray(result.losses)
         window = max(1, len(losses) // 40)
-        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        smooth = moving_mean(losses, window)
         ax.plot(np.arange(len(smooth)) + window - 1, smooth, color=f"C{i}", lw=1, label=f"{labels[kind]}, train")
         ax.plot(result.val_steps, result.val_losses, "o--", color=f"C{i}", ms=3, label=f"{labels[kind]}, {val_label}")
     ax.set(xlabel="step", ylabel=ylabel, yscale="log", title=title)
