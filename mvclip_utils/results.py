@@ -171,6 +171,11 @@ def load_seed_table(layout: RunLayout) -> pd.DataFrame | None:
     return table.set_index("method")
 
 
+def seeded_rows(seeds: pd.DataFrame | None) -> pd.DataFrame:
+    """A seed table's rows that have a standard error over seeds (two runs or more); empty without a table."""
+    return seeds[seeds.n_runs >= 2] if seeds is not None else pd.DataFrame(columns=["n_runs"])
+
+
 def seed_count(table: pd.DataFrame) -> str:
     """How many seeds a seed table's rows average ('3', or '2-3' when methods differ)."""
     low, high = int(table.n_runs.min()), int(table.n_runs.max())

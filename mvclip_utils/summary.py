@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .results import HEADLINE_COLUMNS, format_number, method_label, seed_count
+from .results import HEADLINE_COLUMNS, format_number, method_label, seed_count, seeded_rows
 
 # The seed write-up's table: ViT-B/32 on Objaverse food-drink, mean ± the std over all pairs (pooled:
 # e.g. the contrastive head's cross-object 0.021 ± 0.676 is a spread of pair cosines, not of object
@@ -135,7 +135,7 @@ def write_paper_tables(layout, results: pd.DataFrame, backbone: str, seeds: pd.D
                                                       f"food-drink: mean ± std over all pairs on both sides."),
         "spatial": (spatial_table(results), f"Decoding and segmentation from frozen spatial features ({backbone})."),
         "methods": (methods_table(results, seeds), f"Zero-shot accuracy ± standard error over {n} test objects"
-                    + (", and over seeds where named" if len(_seeded(seeds)) else "")
+                    + (", and over seeds where named" if len(seeded_rows(seeds)) else "")
                     + f", consistency, trainable parameters and training time of every method ({backbone})."),
     }
     written = [{"table": name, **write_table(layout, name, table, caption)}
@@ -307,11 +307,6 @@ def _embedding_rows(results: pd.DataFrame) -> pd.DataFrame:
     return rows[rows.same_object_mean.notna()] if "same_object_mean" in rows else rows
 
 
-def _seeded(seeds: pd.DataFrame | None) -> pd.DataFrame:
-    """The seeds table's rows with a standard error (two runs or more)."""
-    return seeds[seeds.n_runs >= 2] if seeds is not None else pd.DataFrame(columns=["n_runs"])
-
-
 _CLEAN, _VIEWPOINT = "zero_shot_accuracy_canonical", "zero_shot_accuracy_other_grid"
 
 
@@ -341,7 +336,7 @@ def plot_tradeoff(results: pd.DataFrame, title: str, seeds: pd.DataFrame | None 
     `results.load_seed_table`), a square per method at its mean over the seeds, ± the standard error over them.
     A second panel zooms on the methods within 5 points of the frozen backbone's clean accuracy, with the
     target's clean budget (1 point below it) drawn."""
-    rows, seeded = _embedding_rows(results), _seeded(seeds)
+    rows, seeded = _embedding_rows(results), seeded_rows(seeds)
     base = rows.loc["baseline"] if "baseline" in rows.index else None
     near = (rows[(rows[_CLEAN] >= base[_CLEAN] - 0.05) & (rows.index != "baseline")] if base is not None
             else rows.iloc[:0])
@@ -395,7 +390,7 @@ def methods_table(results: pd.DataFrame, seeds: pd.DataFrame | None = None) -> p
     """Every embedding method: zero-shot accuracy by kind of view (± standard error over test objects),
     consistency, trainable parameters and training time (formatted for display); with a seeds sweep, clean and
     viewpoint-OOD accuracy as the mean over the seeds ± its standard error too."""
-    rows, seeded = _embedding_rows(results), _seeded(seeds)
+    rows, seeded = _embedding_rows(results), seeded_rows(seeds)
     table = pd.DataFrame(index=rows.index)
     for column, label in METHOD_TABLE_COLUMNS.items():
         if column not in rows:

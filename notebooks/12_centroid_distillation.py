@@ -47,15 +47,7 @@ cfg = load_config(config_path)
 layout = RunLayout.for_run(cfg.run_name, run_dir)
 figures.capture(layout)  # every figure also as PDF, SVG and PNG under figures/
 run = distill.run_distillation(cfg, layout)
-trainable, total = run.trainable
-d = cfg.distill
-display(Markdown(
-    f"**Backbone:** {run.backbone} · trainable parameters: **{trainable:,}** of {total:,} ({trainable / total:.1%}) · "
-    f"{d.steps} steps of {d.objects_per_batch} objects x {d.views_per_object} views + {d.clean_per_batch} clean "
-    f"views · target: {d.target.replace('_', ' ')} · weights: distill {d.distill_weight}, keep {d.keep_weight}, "
-    f"ITC {d.itc_weight} · trained in "
-    f"{run.history.seconds:.0f} s ({run.history.epochs} epochs"
-    + (f", {run.history.processes} processes" if run.history.processes > 1 else "") + ")."))
+display(Markdown(distill.describe_run(run, cfg.distill)))
 
 # %% [markdown]
 # ## Training
@@ -75,7 +67,7 @@ table = distill.outcome_table(run)
 display(table.rename(index=results.method_label).style.format(results.format_number).set_caption(
     f"Zero-shot accuracy and consistency on {len(run.test.object_ids)} test objects, chance "
     f"{1 / len(run.test.category_names):.3f}"))
-display(Markdown(distill.describe_outcome(table)))
+display(Markdown(distill.describe_outcome(table, run.results)))
 
 # %% [markdown]
 # ## Zero-shot accuracy per view
@@ -110,9 +102,5 @@ if run.ablations is None:
     display(Markdown("No ablations in this run: `make distill-ablations` trains one variant without each term "
                      "and one with each other target."))
 else:
-    columns = {"changes": "changes", "zero_shot_accuracy_canonical": "clean",
-               "zero_shot_accuracy_other_grid": "viewpoint-OOD", "zero_shot_accuracy_2d_ood": "2D-OOD",
-               "same_object_mean": "same-object", "cross_object_mean": "cross-object"}
-    display(run.ablations.set_index("variant")[list(columns)].rename(columns=columns)
-            .style.format(results.format_number))
+    display(distill.ablation_table(run).style.format(results.format_number))
     display(Markdown(distill.describe_ablations(run.ablations)))
