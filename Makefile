@@ -2,6 +2,7 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
+MVCLIP := $(VENV)/bin/mvclip
 CONFIG ?= params/default.yaml
 STAMP := $(VENV)/.installed
 # Every package of the working environment at the exact version it was tested with
@@ -10,16 +11,16 @@ LOCK := requirements.lock
 PIP_INSTALL := -m pip install --disable-pip-version-check
 IMPORT_CHECK := import mvclip_utils, bpy, torch, papermill, open_clip, peft
 
-.PHONY: run ablations distill-ablations seeds test install kernel lab clean-venv benchmark lock
+.PHONY: run ablations distill-ablations seeds test test-fast lint install kernel lab clean-venv benchmark lock
 
 # Re-install when the project's dependencies or their pins change.
-$(STAMP): pyproject.toml $(LOCK) mvclip_utils/lab.py
+$(STAMP): pyproject.toml $(LOCK) mvclip_utils/lab.py mvclip_utils/cli.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) $(PIP_INSTALL) -r $(LOCK) -e '.[test]' > $(VENV)/pip-install.log 2>&1 \
 		|| (grep -v "^WARNING: Location" $(VENV)/pip-install.log | tail -40; exit 1)
 	$(PY) -c "$(IMPORT_CHECK)"
 	$(PY) -m ipykernel install --sys-prefix --name mvclip --display-name "Python 3 (mvclip)" > /dev/null
-	$(PY) -m mvclip_utils.lab > /dev/null
+	$(MVCLIP) lab --configure-only > /dev/null
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -28,19 +29,19 @@ kernel: $(STAMP)
 
 # JupyterLab from the venv: double-click a notebooks/NN_*.py to open it as a notebook on "Python 3 (mvclip)".
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
+	$(MVCLIP) lab
 
 run: $(STAMP)
-	$(PY) -m mvclip_utils.pipeline --config $(CONFIG)
+	$(MVCLIP) run --config $(CONFIG)
 
 # Notebook 08 again with the OVT paper's ablations (params/ovt_ablations.yaml: the default run's
 # dataset and backbone, so `make run` first); about 10 minutes on 2 cores.
 ablations: $(STAMP)
-	$(PY) -m mvclip_utils.pipeline --config params/ovt_ablations.yaml --only 08
+	$(MVCLIP) run --config params/ovt_ablations.yaml --only 08
 
 # Notebook 12 again with one centroid-distillation variant without each term (params/distill_ablations.yaml).
 distill-ablations: $(STAMP)
-	$(PY) -m mvclip_utils.pipeline --config params/distill_ablations.yaml --only 12
+	$(MVCLIP) run --config params/distill_ablations.yaml --only 12
 
 # The methods (05-08, 12) trained again with each of SEEDS on the default run's dataset and backbone
 # (`make run` first), then the default run's summary (13) with their mean ± standard error over the seeds.
@@ -49,14 +50,24 @@ RUN_DIR ?= outputs/default
 SEEDS_DIR ?= $(RUN_DIR)-seeds
 comma := ,
 seeds: $(STAMP)
-	$(PY) -m mvclip_utils.pipeline sweep --config $(CONFIG) --set heads.seed,ovt.seed,distill.seed=$(SEEDS) \
+	$(MVCLIP) sweep --config $(CONFIG) --set heads.seed,ovt.seed,distill.seed=$(SEEDS) \
 		--from-run $(RUN_DIR) --root $(SEEDS_DIR) --only 01-08,12-13
-	$(PY) -m mvclip_utils.pipeline collect $(foreach s,$(subst $(comma), ,$(SEEDS)),$(SEEDS_DIR)/seed-$(s)) \
+	$(MVCLIP) collect $(foreach s,$(subst $(comma), ,$(SEEDS)),$(SEEDS_DIR)/seed-$(s)) \
 		--into $(RUN_DIR)
-	$(PY) -m mvclip_utils.pipeline --config $(CONFIG) --run-dir $(RUN_DIR) --only 13
+	$(MVCLIP) run --config $(CONFIG) --run-dir $(RUN_DIR) --only 13
 
-test: $(STAMP)
+# The full suite (what CI runs): the lint first, then every test, bpy renders and notebook runs included.
+test: lint
 	$(PY) -m pytest -q
+
+# The contributor's loop: no bpy renders, no notebook runs (the `slow` marker), under a minute.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+# ruff (style, sorted imports) and import-linter (imports only go down the layers of mvclip_utils).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/render.py

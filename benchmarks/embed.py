@@ -18,11 +18,12 @@ from pathlib import Path
 
 import torch
 
-from mvclip_utils.backbone import Backbone, create_tiny_model, load_backbone
-from mvclip_utils.config import SPLITS, load_config
-from mvclip_utils.dataset import ViewImages, load_image, load_objects, load_views
-from mvclip_utils.embed import encode_views
-from mvclip_utils.runs import OUTPUTS_DIR, RunLayout
+from mvclip_utils.models.backbone import Backbone, create_tiny_model, load_backbone
+from mvclip_utils.core.schema import SPLITS
+from mvclip_utils.core.config import load_config
+from mvclip_utils.data.dataset import ViewImages, load_image, load_objects, load_views
+from mvclip_utils.models.embed import encode_views
+from mvclip_utils.core.runs import OUTPUTS_DIR, RunLayout
 
 
 def main() -> None:
@@ -36,12 +37,12 @@ def main() -> None:
     layout = RunLayout(Path(args.run_dir))
     if not layout.objects_table.exists():
         raise SystemExit(f"{layout.objects_table} is missing: render a run first (make run, or "
-                         f"python -m mvclip_utils.pipeline --config params/smoke.yaml --only 01)")
+                         f"mvclip run --config params/smoke.yaml --only 01)")
     config = layout.notebook_config("02_backbone")
     if args.model:
         import open_clip
 
-        from mvclip_utils.backbone import resolve_device
+        from mvclip_utils.core.distributed import resolve_device
 
         device = resolve_device("auto")
         model = open_clip.create_model(args.model).to(device).eval()

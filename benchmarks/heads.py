@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from mvclip_utils import losses
-from mvclip_utils.heads import MLPHead
+from mvclip_utils.models import losses
+from mvclip_utils.models.heads import MLPHead
 
 
 def step_time(loss_fn, head: MLPHead, image: torch.Tensor, text: torch.Tensor, repeats: int) -> float:

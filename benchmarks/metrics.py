@@ -15,7 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mvclip_utils import metrics, reference
+from mvclip_utils.evaluation import metrics, reference
 
 
 def embeddings(n: int, v: int, d: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,7 +15,7 @@ import time
 import open_clip
 import torch
 
-from mvclip_utils.backbone import MODEL_CONFIGS
+from mvclip_utils.models.backbone import MODEL_CONFIGS
 
 
 def step_ms(config: dict, batch: int, steps: int) -> float:

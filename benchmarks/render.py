@@ -17,11 +17,12 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
-from mvclip_utils.cameras import views_table
-from mvclip_utils.config import RenderConfig
-from mvclip_utils.objects import CATEGORIES, make_objects
-from mvclip_utils.render import RenderJob, render_jobs
-from mvclip_utils.runs import RunLayout
+from mvclip_utils.core.cameras import views_table
+from mvclip_utils.core.schema import RenderConfig
+from mvclip_utils.data.objects import CATEGORIES, make_objects
+from mvclip_utils.data.render_scene import RenderJob
+from mvclip_utils.data.render_jobs import render_jobs
+from mvclip_utils.core.runs import RunLayout
 
 
 def measure(label: str, cfg: RenderConfig, jobs: list[RenderJob], fresh: bool = False) -> float:
@@ -64,8 +65,8 @@ def main() -> None:
 def measure_real(jobs: list[RenderJob], workers: int) -> None:
     """The real study's render section on a few procedural objects (Objaverse assets vary; these are
     simple meshes, so the figure is a lower bound on time): images/s, seconds and MB per object."""
-    from mvclip_utils.config import load_config
-    from mvclip_utils.runs import PARAMS_DIR
+    from mvclip_utils.core.config import load_config
+    from mvclip_utils.core.runs import PARAMS_DIR
 
     real = dataclasses.replace(load_config(PARAMS_DIR / "objaverse_vitb32.yaml").render, workers=workers)
     views = views_table(real)

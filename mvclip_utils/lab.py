@@ -1,6 +1,6 @@
 """JupyterLab in the project's venv: the `.py` notebooks open as notebooks, on the project's kernel.
 
-    python -m mvclip_utils.lab          # what `make install` runs; `make lab` then starts JupyterLab
+    mvclip lab --configure-only         # what `make install` runs; `mvclip lab` (`make lab`) then starts JupyterLab
 
 JupyterLab opens a `.py` file in its text editor unless told otherwise, and jupytext's
 notebook view is one "Open With" away. This writes the venv's own lab settings
@@ -34,7 +34,3 @@ def configure_lab(prefix: Path | str = sys.prefix) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(settings, indent=2) + "\n")
     return path
-
-
-if __name__ == "__main__":
-    print(f"JupyterLab: .py notebooks open as notebooks ({configure_lab()})")

@@ -1,7 +1,7 @@
 """Run the numbered notebooks of a run config with papermill, then write HTML reports and an index.
 
-    python -m mvclip_utils.pipeline --config params/default.yaml [--run-dir DIR] [--only 01,04-07]
-    mvclip --config params/smoke.yaml
+    mvclip run --config params/default.yaml [--run-dir DIR] [--only 01,04-07]
+    mvclip run --config params/smoke.yaml
 
 Notebooks are jupytext percent scripts (`notebooks/NN_slug.py`, the source of truth);
 each gets `config_path` and `run_dir` as papermill parameters and talks to the others
@@ -11,23 +11,37 @@ non-zero exit that names it; its executed copy, with the traceback, is kept and 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import html
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .config import ConfigError, RunConfig, dump_config, dump_config_text, load_config
-from .figures import NOTEBOOK_ENVIRONMENT, PendingFigures
-from .progress import ENVIRONMENT as PROGRESS_ENVIRONMENT
-from .progress import OFF, TERMINAL
-from .runs import NOTEBOOKS_DIR, RunLayout, atomic_write_text, digest, sweep_temp_files
+from .core.config import dump_config, dump_config_text, load_config
+from .core.progress import ENVIRONMENT as PROGRESS_ENVIRONMENT
+from .core.progress import OFF, TERMINAL
+from .core.runs import (
+    NOTEBOOKS_DIR,
+    RunLayout,
+    atomic_write_text,
+    digest,
+    read_variant,
+    sweep_temp_files,
+)
+from .core.schema import RunConfig
+from .reports.figures import (
+    NOTEBOOK_ENVIRONMENT,
+    PendingFigures,
+    figure_index,
+    figure_index_html,
+    report_with_anchors,
+)
 
 NOTEBOOK_NAME = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.py$")
 DEFAULT_KERNEL = "mvclip"
@@ -78,7 +92,9 @@ def parse_only(spec: str | None, available: dict[int, Path]) -> list[int]:
 
 def resolve_kernel(preferred: str = DEFAULT_KERNEL) -> str:
     """The project's registered kernel if present (make registers it), else this interpreter's python3."""
-    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.kernelspec import (
+        KernelSpecManager,  # late: only needed to find a kernel
+    )
 
     specs = KernelSpecManager().find_kernel_specs()
     if preferred in specs:
@@ -106,10 +122,11 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 def write_report(executed: Path, report: Path) -> None:
     """HTML with inputs hidden: what a researcher pastes into a write-up (figures are inlined)."""
-    import nbformat
-    from nbconvert import HTMLExporter
+    import nbformat  # late: heavy: only needed while notebooks run
+    from nbconvert import (
+        HTMLExporter,  # late: heavy: only needed while reports are written
+    )
 
-    from .figures import report_with_anchors
 
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(report_with_anchors(nbformat.read(executed, as_version=4)))
@@ -120,10 +137,11 @@ def write_report(executed: Path, report: Path) -> None:
 def write_combined_report(layout: RunLayout, cfg: RunConfig, stems: list[str]) -> Path | None:
     """`report.html`: every executed notebook's report in order, after a table of contents and the run's
     config, as one page for the write-up. None when no notebook has run."""
-    import nbformat
-    from nbconvert import HTMLExporter
+    import nbformat  # late: heavy: only needed while notebooks run
+    from nbconvert import (
+        HTMLExporter,  # late: heavy: only needed while reports are written
+    )
 
-    from .figures import report_with_anchors
 
     executed = [(stem, layout.executed_notebook(stem)) for stem in stems if layout.executed_notebook(stem).exists()]
     if not executed:
@@ -152,8 +170,8 @@ def _error_summary(exc: BaseException) -> str:
 
 def run_notebook(path: Path, cfg_path: Path, layout: RunLayout, kernel: str, timeout_s: int,
                  cfg: RunConfig | None = None) -> NotebookResult:
-    import jupytext
-    import papermill
+    import jupytext  # late: heavy: only needed while notebooks run
+    import papermill  # late: heavy: only needed while notebooks run
 
     stem, number = path.stem, int(path.stem[:2])
     cfg = cfg or load_config(cfg_path)
@@ -206,13 +224,11 @@ def write_index(layout: RunLayout, cfg: RunConfig, results: list[NotebookResult]
              f"read them, and rerunning the whole pipeline makes them agree.</p>" if len(digests) > 1 else "")
     backbone = (f"<p>Backbone: <b>{html.escape(json.loads(layout.backbone_record.read_text())['name'])}</b></p>"
                 if layout.backbone_record.exists() else "")
-    from .sweep import read_variant
 
     overrides = read_variant(layout.root)
     if overrides:
         backbone += ("<p>Sweep variant: <b>" + html.escape(", ".join(f"{k} = {v}" for k, v in overrides.items()))
                      + "</b> over the base config</p>")
-    from .figures import figure_index, figure_index_html
 
     index = figure_index(layout)
     figures = (f"<h2>Figures</h2><p>{len(index)} figures, each as PDF, SVG and 300-dpi PNG in "
@@ -273,7 +289,6 @@ def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None, onl
     layout = RunLayout.for_run(cfg.run_name, run_dir)
     layout.root.mkdir(parents=True, exist_ok=True)
     swept = sweep_temp_files(layout.root)  # what interrupted atomic writes left behind
-    import shutil
 
     shutil.rmtree(layout.figures / ".pending", ignore_errors=True)  # figures an interrupted run never wrote
     if swept:
@@ -321,41 +336,3 @@ def _earlier_results(layout: RunLayout) -> dict[str, NotebookResult]:
         return {r["stem"]: NotebookResult(**r) for r in json.loads(layout.pipeline_log.read_text())}
     except (OSError, ValueError, TypeError):
         return {}
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("sweep", "collect"):  # batch reruns (mvclip_utils.sweep)
-        from .sweep import main as sweep_main
-
-        return sweep_main(argv)
-    parser = argparse.ArgumentParser(prog="mvclip", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="run config, e.g. params/default.yaml")
-    parser.add_argument("--run-dir", help="where the run writes (default outputs/<run_name>)")
-    parser.add_argument("--only", help="notebooks to run, e.g. 01,04-07 (default: all)")
-    parser.add_argument("--kernel", help=f"Jupyter kernel (default {DEFAULT_KERNEL!r} if registered, else python3)")
-    parser.add_argument("--quiet", action="store_true",
-                        help="no live progress bars, only a line per notebook (batch jobs)")
-    parser.add_argument("--notebooks-dir", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    try:
-        results = run_pipeline(args.config, args.run_dir, args.only, args.kernel, Path(args.notebooks_dir),
-                               args.quiet)
-    except (ConfigError, ValueError, RuntimeError) as exc:
-        print(f"mvclip: {exc}", file=sys.stderr)
-        return 2
-    failed = [r for r in results if r.status == "failed"]
-    cfg = load_config(args.config)
-    layout = RunLayout.for_run(cfg.run_name, args.run_dir)
-    if failed:
-        r = failed[0]
-        print(f"mvclip: notebook {r.stem} failed: {r.error}\n"
-              f"  executed copy with the traceback: {layout.executed_notebook(r.stem)}\n"
-              f"  report: {layout.report(r.stem)}", file=sys.stderr)
-        return 1
-    print(f"[mvclip] done: {layout.index_html}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,7 +18,6 @@ value, each key set to it (the methods' seeds on one dataset and backbone, `make
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -33,11 +32,20 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .config import ConfigError, load_config
-from .runs import OUTPUTS_DIR, TEMP_SUFFIX, RunLayout, atomic_path, atomic_write_text, digest
-
-VARIANT_FILE = "sweep_variant.json"  # in each variant's run directory: what made it
-
+from .core.config import load_config
+from .core.runs import (
+    OUTPUTS_DIR,
+    TEMP_SUFFIX,
+    VARIANT_FILE,
+    RunLayout,
+    atomic_path,
+    atomic_write_text,
+    digest,
+    read_variant,
+)
+from .core.schema import ConfigError
+from .evaluation.results import PROVENANCE
+from .pipeline import run_pipeline
 
 _KEY = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
 
@@ -159,8 +167,6 @@ def run_sweep(config: Path | str, sets: list[tuple[str, list[Any]]], root: Path 
     directory, status) per variant. A failed variant is reported and the sweep goes on. With `from_run`
     (an existing run of the same dataset, e.g. outputs/default), variants share its rendered dataset, and
     its backbone and frozen embeddings where their settings match, instead of the first variant's."""
-    from .pipeline import run_pipeline
-
     config = Path(config)
     base = load_config(config)
     root = Path(root) if root else OUTPUTS_DIR / f"{base.run_name}-sweep"
@@ -208,12 +214,6 @@ def run_sweep(config: Path | str, sets: list[tuple[str, list[Any]]], root: Path 
     return out
 
 
-def read_variant(run_dir: Path | str) -> dict[str, Any]:
-    """The overrides that made a run ({} for a run that is not a sweep variant)."""
-    path = Path(run_dir) / VARIANT_FILE
-    return json.loads(path.read_text())["overrides"] if path.exists() else {}
-
-
 def swept_keys(run_dirs: list[Path | str]) -> list[str]:
     """The override keys of the runs, in order of appearance."""
     return list(dict.fromkeys(k for f in run_dirs for k in read_variant(f)))
@@ -224,8 +224,6 @@ def collect(run_dirs: list[Path | str], over: str = "seed") -> pd.DataFrame:
     than `over` (a key, or zipped keys' label: `seed` for `heads.seed,ovt.seed`), the mean of every numeric
     column, its standard error over the runs (`<column>_<over>_stderr`, e.g. `zero_shot_accuracy_seed_stderr`: std / sqrt(n), NaN for one run; the rows' own `*_stderr` columns
     are over test objects within a run) and the number of runs `n_runs`."""
-    from .results import PROVENANCE
-
     frames = []
     for run_dir in run_dirs:
         table_path = RunLayout(Path(run_dir)).results_table
@@ -246,47 +244,3 @@ def collect(run_dirs: list[Path | str], over: str = "seed") -> pd.DataFrame:
     out = mean.join(stderr.add_suffix(f"_{re.sub(r'[.,+]', '_', override_label(over))}_stderr"))
     out.insert(0, "n_runs", grouped.size())
     return out.reset_index()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mvclip", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    sweep = commands.add_parser("sweep", help="run every variant of a config into its own run directory")
-    sweep.add_argument("--config", required=True)
-    sweep.add_argument("--set", action="append", required=True, metavar="KEY=V1,V2",
-                       help="a config key and its values (repeat for a grid), e.g. seed=0,1,2")
-    sweep.add_argument("--root", help="where the variants go (default outputs/<run_name>-sweep)")
-    sweep.add_argument("--only", help="notebooks to run in each variant, e.g. 01-07")
-    sweep.add_argument("--kernel")
-    sweep.add_argument("--from-run", help="an existing run of the same dataset (e.g. outputs/default) whose dataset, "
-                       "backbone and frozen embeddings the variants share")
-    gather = commands.add_parser("collect", help="one results table over runs: mean and standard error over seeds")
-    gather.add_argument("run_dirs", nargs="+")
-    gather.add_argument("--over", default="seed", help="the override averaged over (default seed)")
-    gather.add_argument("--out", help="also write the table as CSV here")
-    gather.add_argument("--into", help="a run made from the same dataset and backbone (e.g. outputs/default) whose "
-                        "summary then shows the table (metrics/seeds.csv)")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "sweep":
-            done = run_sweep(args.config, [parse_set(s) for s in args.set], args.root, args.only, args.kernel,
-                             args.from_run)
-            for name, run_dir, status in done:
-                print(f"[mvclip sweep] {status:>6}  {name}  {run_dir}")
-            return 0 if all(status == "ok" for *_, status in done) else 1
-        table = collect(args.run_dirs, args.over)
-        swept = swept_keys(args.run_dirs)
-        if swept and not any(args.over in (k, override_label(k)) for k in swept):
-            print(f"[mvclip collect] note: no run was swept over {args.over} (they were over {', '.join(swept)}): "
-                  f"each row is its own setting, with no standard error over runs", file=sys.stderr)
-        if args.out:
-            atomic_write_text(Path(args.out), table.to_csv(index=False))
-        if args.into:
-            from .results import write_seed_table
-
-            print(f"[mvclip collect] {write_seed_table(RunLayout(Path(args.into).resolve()), table, args.run_dirs)}")
-        print(table.to_string(index=False, max_cols=12))
-        return 0
-    except (ConfigError, ValueError, OSError) as exc:
-        print(f"mvclip: {exc}", file=sys.stderr)
-        return 2

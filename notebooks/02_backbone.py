@@ -41,14 +41,16 @@ run_dir = None
 # %%
 from IPython.display import Markdown, display
 
-from mvclip_utils import figures, metrics, plots, results
-from mvclip_utils.backbone import describe_architecture, load_backbone, write_backbone_record
-from mvclip_utils.cameras import canonical_view_id
-from mvclip_utils.config import load_config, pretrains_here
-from mvclip_utils.dataset import load_views
-from mvclip_utils.embed import embed_dataset
-from mvclip_utils.pretrain import pretrain_tiny_clip
-from mvclip_utils.runs import RunLayout
+from mvclip_utils.reports import figures, plots
+from mvclip_utils.evaluation import metrics, results
+from mvclip_utils.models.backbone import describe_architecture, load_backbone, write_backbone_record
+from mvclip_utils.core.cameras import canonical_view_id
+from mvclip_utils.core.config import load_config
+from mvclip_utils.core.schema import pretrains_here
+from mvclip_utils.data.dataset import load_views
+from mvclip_utils.models.embed import embed_dataset
+from mvclip_utils.studies.pretrain import pretrain_tiny_clip
+from mvclip_utils.core.runs import RunLayout
 
 cfg = load_config(config_path)
 layout = RunLayout.for_run(cfg.run_name, run_dir)

@@ -31,11 +31,11 @@ import time
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mvclip_utils import figures, plots
-from mvclip_utils.backbone import load_backbone
-from mvclip_utils.config import load_config
-from mvclip_utils.embed import embed_dataset
-from mvclip_utils.runs import RunLayout
+from mvclip_utils.reports import figures, plots
+from mvclip_utils.models.backbone import load_backbone
+from mvclip_utils.core.config import load_config
+from mvclip_utils.models.embed import embed_dataset
+from mvclip_utils.core.runs import RunLayout
 
 cfg = load_config(config_path)
 layout = RunLayout.for_run(cfg.run_name, run_dir)

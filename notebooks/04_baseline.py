@@ -44,13 +44,15 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mvclip_utils import explore, figures, metrics, plots, results, summary
-from mvclip_utils.backbone import read_backbone_record
-from mvclip_utils.cameras import canonical_view_id
-from mvclip_utils.config import load_config
-from mvclip_utils.dataset import load_views
-from mvclip_utils.embed import load_embeddings
-from mvclip_utils.runs import RunLayout
+from mvclip_utils.reports import explore, figures, plots
+from mvclip_utils.evaluation import metrics, results
+from mvclip_utils.studies import summary
+from mvclip_utils.models.backbone import read_backbone_record
+from mvclip_utils.core.cameras import canonical_view_id
+from mvclip_utils.core.config import load_config
+from mvclip_utils.data.dataset import load_views
+from mvclip_utils.models.embed import load_embeddings
+from mvclip_utils.core.runs import RunLayout
 
 cfg = load_config(config_path)
 layout = RunLayout.for_run(cfg.run_name, run_dir)

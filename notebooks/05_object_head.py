@@ -31,13 +31,13 @@ run_dir = None
 method = "object_head"
 
 # %%
-from mvclip_utils import figures, plots
-from mvclip_utils.config import load_config
-from mvclip_utils.methods import run_method
-from mvclip_utils.runs import RunLayout
+from mvclip_utils.reports import figures, pages
+from mvclip_utils.core.config import load_config
+from mvclip_utils.studies.head_methods import run_method
+from mvclip_utils.core.runs import RunLayout
 
 cfg = load_config(config_path)
 layout = RunLayout.for_run(cfg.run_name, run_dir)
 figures.capture(layout)  # every figure also as PDF, SVG and PNG under figures/
 run = run_method(method, cfg, layout)
-plots.show_method_run(run)
+pages.show_method_run(run)

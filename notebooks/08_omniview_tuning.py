@@ -43,9 +43,11 @@ run_dir = None
 # %%
 from IPython.display import Markdown, display
 
-from mvclip_utils import figures, metrics, ovt, plots, results
-from mvclip_utils.config import load_config
-from mvclip_utils.runs import RunLayout
+from mvclip_utils.reports import figures, plots
+from mvclip_utils.evaluation import metrics, results
+from mvclip_utils.studies import ovt
+from mvclip_utils.core.config import load_config
+from mvclip_utils.core.runs import RunLayout
 
 cfg = load_config(config_path)
 layout = RunLayout.for_run(cfg.run_name, run_dir)

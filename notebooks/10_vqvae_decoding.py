@@ -35,9 +35,10 @@ run_dir = None
 # %%
 from IPython.display import Markdown, display
 
-from mvclip_utils import figures, plots, vqvae
-from mvclip_utils.config import load_config
-from mvclip_utils.runs import RunLayout
+from mvclip_utils.reports import figures, plots
+from mvclip_utils.studies import vqvae
+from mvclip_utils.core.config import load_config
+from mvclip_utils.core.runs import RunLayout
 
 cfg = load_config(config_path)
 layout = RunLayout.for_run(cfg.run_name, run_dir)

@@ -32,11 +32,12 @@ run_dir = None
 # %%
 from IPython.display import HTML, Markdown, display
 
-from mvclip_utils import distill, figures, summary
-from mvclip_utils import results as results_table
-from mvclip_utils.backbone import read_backbone_record
-from mvclip_utils.config import load_config
-from mvclip_utils.runs import RunLayout
+from mvclip_utils.studies import distill, summary
+from mvclip_utils.reports import figures, summary_plots
+from mvclip_utils.evaluation import results as results_table
+from mvclip_utils.models.backbone import read_backbone_record
+from mvclip_utils.core.config import load_config
+from mvclip_utils.core.runs import RunLayout
 
 cfg = load_config(config_path)
 layout = RunLayout.for_run(cfg.run_name, run_dir)
@@ -80,14 +81,14 @@ display(Markdown(summary.findings(results)))
 # by more than OVT's standard error.
 
 # %%
-summary.plot_tradeoff(results, f"Clean against viewpoint-OOD zero-shot accuracy ({read_backbone_record(layout)['name']})",
+summary_plots.plot_tradeoff(results, f"Clean against viewpoint-OOD zero-shot accuracy ({read_backbone_record(layout)['name']})",
                       seeds);
 display(summary.methods_table(results, seeds))
 display(Markdown(distill.describe_target(results, seeds) + (
     "" if seeds is not None else "\n\nNo seeds sweep of this run yet: `make seeds` adds one.")))
 
 # %%
-summary.plot_method_panels(results, f"Methods on the test objects ({read_backbone_record(layout)['name']})");
+summary_plots.plot_method_panels(results, f"Methods on the test objects ({read_backbone_record(layout)['name']})");
 
 # %% [markdown]
 # ## This run beside the seed's published table

@@ -11,10 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from mvclip_utils.backbone import (Backbone, BackboneLoadError, CaptionTokenizer, create_tiny_model, load_backbone,
-                                   spatial_features, uint8_to_input)
-from mvclip_utils.config import BackboneConfig
-from mvclip_utils.runs import RunLayout
+from mvclip_utils.models.backbone import Backbone, BackboneLoadError, CaptionTokenizer, create_tiny_model, load_backbone, spatial_features, uint8_to_input
+from mvclip_utils.core.schema import BackboneConfig
+from mvclip_utils.core.runs import RunLayout
 
 
 
@@ -71,8 +70,8 @@ def test_missing_tiny_checkpoint_says_which_notebook_makes_it(tmp_path):
 
 
 def test_offline_tag_names_model_tag_and_both_fixes(tmp_path):
-    code = ("from mvclip_utils.backbone import load_backbone\n"
-            "from mvclip_utils.config import BackboneConfig\n"
+    code = ("from mvclip_utils.models.backbone import load_backbone\n"
+            "from mvclip_utils.core.schema import BackboneConfig\n"
             "load_backbone(BackboneConfig(model='ViT-B-32', pretrained='openai', device='cpu'))\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf")}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
@@ -110,7 +109,7 @@ def test_spatial_features_of_a_vit_and_a_resnet(tmp_path):
 
 
 def test_openai_weights_are_loaded_with_the_quick_gelu_they_were_trained_with():
-    from mvclip_utils.backbone import needs_quick_gelu
+    from mvclip_utils.models.backbone import needs_quick_gelu
 
     # open_clip 3 builds ViT-B-32 with GELU and only warns when OpenAI's QuickGELU weights are loaded into it.
     assert needs_quick_gelu("ViT-B-32", "openai") and needs_quick_gelu("RN50", "openai")

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from mvclip_utils.cameras import camera_position, camera_to_world, project_points, views_table
-from mvclip_utils.config import RenderConfig
-from mvclip_utils.cameras import canonical_view_id
+from mvclip_utils.core.cameras import camera_position, camera_to_world, project_points, views_table
+from mvclip_utils.core.schema import RenderConfig
+from mvclip_utils.core.cameras import canonical_view_id
 
-from conftest import make_config
+from helpers import make_config
 
 
 @pytest.mark.parametrize("az,el", [(0, 0), (30, 40), (200, 70), (90, -50), (0, 90), (123, -90)])
@@ -74,7 +74,7 @@ def test_default_views_are_the_seed_grid_plus_ood():
 def test_example_views_are_the_canonical_the_opposite_grid_view_and_an_ood_view():
     import pandas as pd
 
-    from mvclip_utils.cameras import example_views
+    from mvclip_utils.core.cameras import example_views
 
     views = pd.DataFrame({"view_id": ["a0", "a90", "a180", "a270", "top"], "azimuth_deg": [0, 90, 180, 270, 0],
                           "kind": ["grid"] * 4 + ["ood"]})

@@ -3,10 +3,11 @@
 import pytest
 import yaml
 
-from mvclip_utils.config import ConfigError, config_from_dict, dump_config, load_config
-from mvclip_utils.runs import PARAMS_DIR
+from mvclip_utils.core.schema import ConfigError
+from mvclip_utils.core.config import config_from_dict, dump_config, load_config
+from mvclip_utils.core.runs import PARAMS_DIR
 
-from conftest import TINY, deep_update, make_config
+from helpers import TINY, deep_update, make_config
 
 
 def error_of(overrides: dict) -> str:

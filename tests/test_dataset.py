@@ -5,16 +5,16 @@ import pandas as pd
 import pytest
 import torch
 
-from mvclip_utils.dataset import (CORRUPTIONS, SEVERITIES, ObjectViewBatches, ViewImages, build_dataset, collate_views,
-                                  corrupt)
-from mvclip_utils.runs import RunLayout
+from mvclip_utils.evaluation.corruptions import CORRUPTIONS, SEVERITIES, Corruption, corrupt
+from mvclip_utils.data.dataset import ObjectViewBatches, ViewImages, build_dataset, collate_views
+from mvclip_utils.core.runs import RunLayout
 
-from conftest import make_config
+from helpers import make_config
 
 
 def test_failed_objects_take_no_split_place():
-    from mvclip_utils.config import SplitConfig
-    from mvclip_utils.dataset import split_rendered
+    from mvclip_utils.core.schema import SplitConfig
+    from mvclip_utils.data.dataset import split_rendered
 
     objects = pd.DataFrame({"object_id": [f"m{i}" for i in range(4)] + [f"b{i}" for i in range(3)],
                             "category": ["mug"] * 4 + ["bottle"] * 3,
@@ -70,8 +70,8 @@ def test_object_view_batches_draw_p_objects_times_k_distinct_views():
 
 @pytest.mark.slow
 def test_view_images_stream_renders_with_the_backbone_transform(tmp_path):
-    from mvclip_utils.backbone import InputTransform, create_tiny_model
-    from mvclip_utils.dataset import load_image
+    from mvclip_utils.models.backbone import InputTransform, create_tiny_model
+    from mvclip_utils.data.dataset import load_image
 
     layout = RunLayout(tmp_path)
     build_dataset(make_config(), layout, progress=False)
@@ -86,7 +86,7 @@ def test_view_images_stream_renders_with_the_backbone_transform(tmp_path):
     assert data.category_names[item.category] == data.objects.category[1] and item.caption == data.objects.caption[1]
     batch = collate_views([data[i] for i in range(4)])
     assert batch.image.shape == (4, 3, 64, 64) and batch.object_index.tolist() == [0, 0, 1, 1]
-    corrupted = ViewImages(layout, ["test"], ["el+30_az000"], None, corruption=("gaussian_noise", 3), seed=5)
+    corrupted = ViewImages(layout, ["test"], ["el+30_az000"], None, perturb=Corruption("gaussian_noise", 3, seed=5))
     clean = ViewImages(layout, ["test"], ["el+30_az000"])
     assert not torch.equal(corrupted[0].image, clean[0].image)
     assert torch.equal(corrupted[0].image, corrupted[0].image)  # the same every time it is read
@@ -101,7 +101,7 @@ def test_view_images_stream_renders_with_the_backbone_transform(tmp_path):
 def test_the_global_part_class_map_round_trips_category_and_part():
     import pandas as pd
 
-    from mvclip_utils.dataset import PartClasses
+    from mvclip_utils.data.dataset import PartClasses
 
     objects = pd.DataFrame({"category": ["mug", "car", "mug"],
                             "part_names": [["body", "handle"], ["body", "wheel", "roof"], ["body", "handle"]]})

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mvclip_utils import losses
-from mvclip_utils.config import DistillConfig
-from mvclip_utils.distill import CentroidDistillation, frozen_centroids
-from mvclip_utils.ovt import TuningStep
+from mvclip_utils.models import losses
+from mvclip_utils.core.schema import DistillConfig
+from mvclip_utils.studies.distill import CentroidDistillation, frozen_centroids
+from mvclip_utils.studies.tuning import TuningStep
 
 
 def test_distance_to_targets_matches_a_loop_reference_and_is_zero_on_the_targets():
@@ -30,7 +30,7 @@ def test_frozen_centroids_are_the_normalised_mean_of_normalised_views():
 
 
 def test_the_confident_centroid_weighs_views_by_their_zero_shot_probability_of_the_category():
-    from mvclip_utils.distill import category_log_confidence
+    from mvclip_utils.studies.distill import category_log_confidence
 
     image = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # one object: a view on each category's prompt
     category_text = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
@@ -78,13 +78,13 @@ def test_the_keep_term_is_zero_when_clean_views_sit_at_their_frozen_embeddings()
 def test_training_starts_with_the_keep_term_at_zero_and_never_moves_the_frozen_targets(tmp_path):
     from dataclasses import replace
 
-    from mvclip_utils.cameras import canonical_view_id
-    from mvclip_utils.dataset import load_views
-    from mvclip_utils.distill import frozen_targets, train_distillation
-    from mvclip_utils.embed import embed_dataset
-    from mvclip_utils.ovt import tune_adapters
+    from mvclip_utils.core.cameras import canonical_view_id
+    from mvclip_utils.data.dataset import load_views
+    from mvclip_utils.studies.distill import frozen_targets, train_distillation
+    from mvclip_utils.models.embed import embed_dataset
+    from mvclip_utils.studies.tuning import tune_adapters
 
-    from conftest import rendered_run_with_backbone
+    from helpers import rendered_run_with_backbone
 
     cfg, layout, backbone = rendered_run_with_backbone(tmp_path, {
         "dataset": {"procedural": {"objects_per_category": 4},
@@ -123,7 +123,7 @@ def test_training_starts_with_the_keep_term_at_zero_and_never_moves_the_frozen_t
 def test_the_target_is_judged_on_the_seeds_when_they_cover_the_methods_else_on_the_run():
     from test_reports import _seeds, _tradeoff_rows
 
-    from mvclip_utils.distill import describe_target
+    from mvclip_utils.studies.distill import describe_target
 
     rows = _tradeoff_rows()
     text = describe_target(rows)
@@ -151,7 +151,7 @@ def test_the_target_is_judged_on_the_seeds_when_they_cover_the_methods_else_on_t
 def test_notebook_12s_outcome_compares_with_the_frozen_backbone_then_judges_the_target_as_the_summary_does():
     from test_reports import _tradeoff_rows
 
-    from mvclip_utils.distill import describe_outcome, describe_target
+    from mvclip_utils.studies.distill import describe_outcome, describe_target
 
     labels = {"vp": "viewpoint-OOD (other grid views)", "clean": "clean (canonical view)"}
     table = pd.DataFrame({labels["vp"]: {"frozen": 0.307, "centroid_distillation": 0.553},

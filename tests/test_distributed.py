@@ -9,9 +9,9 @@ import subprocess
 import pytest
 import torch
 
-from mvclip_utils.distributed import RankBatches, Ranks
+from mvclip_utils.core.distributed import RankBatches, Ranks
 
-from conftest import PYTHON, REPO, rendered_run_with_backbone, write_config
+from helpers import PYTHON, REPO, rendered_run_with_backbone, write_config
 
 OVT_RUN = {"dataset": {"procedural": {"objects_per_category": 4},
                        "splits": {"pretrain": 0.25, "train": 0.25, "val": 0.25, "test": 0.25}},
@@ -42,17 +42,19 @@ def test_a_global_batch_that_does_not_split_evenly_names_the_setting_to_change()
 def _train(config, run_dir, processes: int) -> subprocess.CompletedProcess:
     launcher = ([PYTHON, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
                 if processes > 1 else [PYTHON])
-    return subprocess.run([*launcher, "-m", "mvclip_utils.ovt", "--config", str(config), "--run-dir", str(run_dir),
+    return subprocess.run([*launcher, "-m", "mvclip_utils", "tune", "--config", str(config), "--run-dir", str(run_dir),
                            "--methods", "omniview_tuning", "--quiet"], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
 
 
 @pytest.mark.slow
 def test_two_processes_train_the_adapters_of_one_process_with_the_same_global_batch(tmp_path):
-    from mvclip_utils.embed import embed_dataset, load_embeddings
-    from mvclip_utils.dataset import ViewImages
-    from mvclip_utils.ovt import METHOD, embed_views, load_adapters, read_trained
-    from mvclip_utils.runs import RunLayout
+    from mvclip_utils.models.embed import embed_dataset, load_embeddings
+    from mvclip_utils.data.dataset import ViewImages
+    from mvclip_utils.studies.ovt import METHOD, OVTHistory
+    from mvclip_utils.studies.tuning import embed_views, read_trained
+    from mvclip_utils.models.adapters import load_adapters
+    from mvclip_utils.core.runs import RunLayout
 
     cfg, layout, backbone = rendered_run_with_backbone(tmp_path / "one", OVT_RUN)
     embed_dataset(cfg, layout, backbone, progress=False)
@@ -80,7 +82,7 @@ def test_two_processes_train_the_adapters_of_one_process_with_the_same_global_ba
     assert (one_image - frozen).abs().max() > 100 * (two_image - one_image).abs().max()  # tuning moved them
 
     provenance = load_embeddings(layout, cfg).provenance
-    histories = [read_trained(RunLayout(tmp_path / d), METHOD, provenance, cfg.ovt) for d in ("one", "two")]
+    histories = [read_trained(RunLayout(tmp_path / d), METHOD, provenance, cfg.ovt, OVTHistory) for d in ("one", "two")]
     assert [h.processes for h in histories] == [1, 2]
     assert histories[0].epochs == histories[1].epochs == 2  # two maximisation steps: anchors gathered over ranks
     torch.testing.assert_close(torch.tensor(histories[1].itc), torch.tensor(histories[0].itc), rtol=1e-4, atol=1e-5)

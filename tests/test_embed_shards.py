@@ -5,8 +5,8 @@ import copy
 import numpy as np
 import pytest
 
-from conftest import rendered_run_with_backbone, run_module, write_config
-from mvclip_utils.embed import embed_dataset, embed_shard, merge_embedding_shards
+from helpers import rendered_run_with_backbone, run_module, write_config
+from mvclip_utils.models.embed import embed_dataset, embed_shard, merge_embedding_shards
 
 pytestmark = pytest.mark.slow
 
@@ -45,10 +45,10 @@ def test_the_embed_command_line_shards_and_merges(run, tmp_path):
     cfg, layout, backbone = run
     config = write_config(tmp_path / "cfg.yaml", FAST)
     for shard in ("0/2", "1/2"):
-        result = run_module("mvclip_utils.embed", "--config", str(config), "--run-dir", str(layout.root), "--quiet",
+        result = run_module("mvclip_utils", "embed", "--config", str(config), "--run-dir", str(layout.root), "--quiet",
                             "--shard", shard)
         assert result.returncode == 0, result.stderr[-2000:]
-    result = run_module("mvclip_utils.embed", "--config", str(config), "--run-dir", str(layout.root), "--merge", "2")
+    result = run_module("mvclip_utils", "embed", "--config", str(config), "--run-dir", str(layout.root), "--merge", "2")
     assert result.returncode == 0 and result.stdout.strip().endswith(f"{backbone.slug}.npz")
-    bad = run_module("mvclip_utils.embed", "--config", str(config), "--run-dir", str(layout.root), "--merge", "4")
+    bad = run_module("mvclip_utils", "embed", "--config", str(config), "--run-dir", str(layout.root), "--merge", "4")
     assert bad.returncode == 2 and "embedding shard(s) 0, 1, 2, 3 of 4 have not finished" in bad.stderr

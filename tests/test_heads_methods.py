@@ -5,15 +5,16 @@ import pandas as pd
 import pytest
 import torch
 
-from mvclip_utils import metrics, results, summary
-from mvclip_utils.config import config_from_dict
-from mvclip_utils.embed import Embeddings
-from mvclip_utils.heads import MLPHead, ViewAutoencoder
-from mvclip_utils.methods import METHODS, apply_method, evaluate_method, sample_views, train_method
-from mvclip_utils.runs import RunLayout
-from mvclip_utils.train import optimise
+from mvclip_utils.evaluation import metrics, results
+from mvclip_utils.studies import summary
+from mvclip_utils.core.config import config_from_dict
+from mvclip_utils.models.embed import Embeddings
+from mvclip_utils.models.heads import MLPHead, ViewAutoencoder
+from mvclip_utils.studies.head_methods import METHODS, apply_method, evaluate_method, sample_views, train_method
+from mvclip_utils.core.runs import RunLayout
+from mvclip_utils.core.train import optimise
 
-from conftest import TINY, deep_update
+from helpers import TINY, deep_update
 
 
 def test_heads_can_output_negative_components_and_autoencoder_embeds_through_vi():

@@ -15,7 +15,7 @@ import pytest
 
 from mvclip_utils.lab import DOCMANAGER, JUPYTEXT_VIEWER, configure_lab, overrides_path
 
-from conftest import REPO
+from helpers import REPO
 
 TOKEN = "mvclip-test-token"
 

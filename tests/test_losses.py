@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mvclip_utils import losses
+from mvclip_utils.models import losses
 
 
 def batch(b=4, k=3, d=8, seed=0):

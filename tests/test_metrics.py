@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mvclip_utils import metrics, reference
+from mvclip_utils.evaluation import metrics, reference
 
 
 def random_embeddings(n=7, v=5, d=16, seed=0, spread=1.0):
@@ -168,7 +168,7 @@ def test_embedding_geometry_known_values():
 
 
 def test_miou_against_a_hand_computed_confusion_matrix():
-    from mvclip_utils.metrics import confusion_matrix, iou_per_class, mean_iou
+    from mvclip_utils.evaluation.metrics import confusion_matrix, iou_per_class, mean_iou
 
     truth = np.array([[0, 0, 1, 1], [2, 2, 2, 0]])
     predicted = np.array([[0, 1, 1, 1], [2, 2, 0, 0]])
@@ -183,7 +183,7 @@ def test_miou_against_a_hand_computed_confusion_matrix():
 
 
 def test_paired_view_gap_is_the_per_object_mean_difference_and_its_standard_error():
-    from mvclip_utils.metrics import paired_view_gap
+    from mvclip_utils.evaluation.metrics import paired_view_gap
 
     scores = np.array([[1.0, 2.0, 4.0], [2.0, 2.0, 2.0], [0.0, np.nan, 3.0], [np.nan, 1.0, 1.0]])
     others = np.array([False, True, True])

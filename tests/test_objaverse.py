@@ -10,14 +10,15 @@ import objaverse
 import pandas as pd
 import pytest
 
-from mvclip_utils.config import ConfigError, ObjaverseConfig, load_config, min_objects_per_category, needed_splits
-from mvclip_utils.dataset import load_image, load_mask
-from mvclip_utils.objaverse_source import assign_lvis_categories, select_objects, write_local_cache
-from mvclip_utils.objects import make_object
-from mvclip_utils.render import export_glbs
-from mvclip_utils.runs import RunLayout
+from mvclip_utils.core.schema import ConfigError, ObjaverseConfig, min_objects_per_category, needed_splits
+from mvclip_utils.core.config import load_config
+from mvclip_utils.data.dataset import load_image, load_mask
+from mvclip_utils.data.objaverse_source import assign_lvis_categories, select_objects, write_local_cache
+from mvclip_utils.data.objects import make_object
+from mvclip_utils.data.render_jobs import export_glbs
+from mvclip_utils.core.runs import RunLayout
 
-from conftest import REPO, run_module, write_config
+from helpers import REPO, run_module, write_config
 
 
 def food(name):
@@ -177,7 +178,7 @@ def test_partly_filled_cache_offline_fails_only_the_missing_objects(tmp_path, mo
 
 
 def test_a_render_shard_fetches_only_its_own_objects(tmp_path, monkeypatch, no_network):
-    from mvclip_utils.dataset import shard_items
+    from mvclip_utils.core.shards import shard_items
 
     lay_out_cache(tmp_path, monkeypatch, absent={"mug02", "bot03"})
     whole = select_objects(ObjaverseConfig(lvis_min_objects=3), seed=0)
@@ -224,7 +225,7 @@ def test_objaverse_run_renders_real_glbs_and_records_a_corrupt_one(tmp_path):
         # for OVT); 01 never loads it.
         "backbone": {"model": "ViT-B-32", "pretrained": "openai"}, "ovt": {"clean_per_batch": 0}})
     run_dir = tmp_path / "run"
-    result = run_module("mvclip_utils.dataset", "--config", str(config), "--run-dir", str(run_dir), "--quiet",
+    result = run_module("mvclip_utils", "render", "--config", str(config), "--run-dir", str(run_dir), "--quiet",
                         env={"HOME": str(home)})
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1])["failed"] == 1

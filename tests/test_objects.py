@@ -5,7 +5,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from mvclip_utils.objects import CATEGORIES, PALETTE, ObjectSpec, make_object, make_objects
+from mvclip_utils.data.objects import CATEGORIES, PALETTE, ObjectSpec, make_object, make_objects
 
 
 def test_at_least_ten_categories_each_with_a_view_dependent_part():

@@ -7,9 +7,8 @@ import open_clip
 import pytest
 import torch
 
-from mvclip_utils.backbone import Backbone, InputTransform, create_tiny_model
-from mvclip_utils.ovt import AdapterConfig, OmniviewCLIP, VIFormer, load_adapters, save_adapters, trainable_parameters, \
-    tuned_backbone
+from mvclip_utils.models.backbone import Backbone, InputTransform, create_tiny_model
+from mvclip_utils.models.adapters import AdapterConfig, OmniviewCLIP, VIFormer, load_adapters, save_adapters, trainable_parameters, tuned_backbone
 
 
 def tiny():
@@ -87,7 +86,7 @@ def test_viformer_keeps_the_residual_ratio_and_checks_heads():
 
 
 def test_one_ovt_step_lowers_the_loss_on_a_fixed_batch():
-    from mvclip_utils import losses
+    from mvclip_utils.models import losses
 
     model = OmniviewCLIP(tiny()).train()
     g = torch.Generator().manual_seed(0)
@@ -112,12 +111,12 @@ def test_one_ovt_step_lowers_the_loss_on_a_fixed_batch():
 
 @pytest.mark.slow
 def test_train_ovt_runs_the_minimax_loop_on_renders(tmp_path):
-    from mvclip_utils.backbone import CaptionTokenizer
-    from mvclip_utils.dataset import build_dataset
-    from mvclip_utils.ovt import train_ovt
-    from mvclip_utils.runs import RunLayout
+    from mvclip_utils.models.backbone import CaptionTokenizer
+    from mvclip_utils.data.dataset import build_dataset
+    from mvclip_utils.studies.ovt import train_ovt
+    from mvclip_utils.core.runs import RunLayout
 
-    from conftest import make_config
+    from helpers import make_config
 
     cfg = make_config({"dataset": {"procedural": {"objects_per_category": 4},
                                    "splits": {"pretrain": 0.25, "train": 0.25, "val": 0.25, "test": 0.25}},
@@ -138,7 +137,7 @@ def test_train_ovt_runs_the_minimax_loop_on_renders(tmp_path):
 
 
 def test_caption_bank_draws_captions_or_category_prompts_and_ids_mark_identical_texts():
-    from mvclip_utils.ovt import CaptionBank
+    from mvclip_utils.studies.tuning import CaptionBank
 
     caption = torch.arange(4 * 2 * 3, dtype=torch.float).reshape(4, 2, 3)  # 4 objects, 2 templates
     category = -torch.arange(2 * 2 * 3, dtype=torch.float).reshape(2, 2, 3) - 1  # 2 categories
@@ -162,7 +161,7 @@ def test_caption_bank_draws_captions_or_category_prompts_and_ids_mark_identical_
 def test_the_outcome_and_ablation_findings_follow_the_numbers():
     import pandas as pd
 
-    from mvclip_utils.ovt import describe_ablations, describe_outcome
+    from mvclip_utils.studies.ovt import describe_ablations, describe_outcome
 
     columns = ["clean (canonical view)", "2D-OOD", "viewpoint-OOD (other grid views)", "same-object", "cross-object",
                "view mAP"]

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from mvclip_utils.pipeline import discover_notebooks, parse_only
-from mvclip_utils.runs import PARAMS_DIR
+from mvclip_utils.core.runs import PARAMS_DIR
 
-from conftest import run_module, write_config
+from helpers import run_module, write_config
 
 NOTEBOOK_HEADER = """# ---
 # jupyter:
@@ -74,9 +74,9 @@ def well_formed_tabular(tex: str) -> None:
 def check_figures_and_tables(run_dir) -> None:
     """Every report's figures as PDF, SVG and PNG, each linked from the index and anchored in its report,
     readable at print size; the summary's tables as CSV and well-formed LaTeX; the combined report."""
-    from mvclip_utils.figures import figure_index
+    from mvclip_utils.reports.figures import figure_index
 
-    from mvclip_utils.runs import RunLayout
+    from mvclip_utils.core.runs import RunLayout
 
     index = figure_index(RunLayout(run_dir))
     assert set(index.notebook) == {p.stem for p in (run_dir / "notebooks").glob("*.ipynb")}
@@ -108,7 +108,7 @@ def check_figures_and_tables(run_dir) -> None:
 @pytest.mark.slow
 def test_smoke_run_writes_reports_and_index(tmp_path):
     run_dir = tmp_path / "smoke"
-    result = run_module("mvclip_utils.pipeline", "--config", str(PARAMS_DIR / "smoke.yaml"), "--run-dir", str(run_dir))
+    result = run_module("mvclip_utils", "run", "--config", str(PARAMS_DIR / "smoke.yaml"), "--run-dir", str(run_dir))
     assert result.returncode == 0, result.stderr[-3000:]
     report = (run_dir / "reports" / "01_render.html").read_text()
     assert report.count("data:image/png;base64") >= 5  # counts, cameras, view grid, samples, masks
@@ -206,7 +206,7 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     control = yaml.safe_load((PARAMS_DIR / "smoke.yaml").read_text())
     control["backbone"]["pretrain"]["views"] = "all"
     (tmp_path / "control.yaml").write_text(yaml.safe_dump(control))
-    result = run_module("mvclip_utils.pipeline", "--config", str(tmp_path / "control.yaml"), "--run-dir",
+    result = run_module("mvclip_utils", "run", "--config", str(tmp_path / "control.yaml"), "--run-dir",
                         str(run_dir), "--only", "02-04,13")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run_dir / "embeddings" / "mvclip-tiny.npz").exists() and (run_dir / "backbone" / "mvclip-tiny.pt").exists()
@@ -235,7 +235,7 @@ def test_failing_notebook_stops_the_run_and_is_kept(tmp_path):
     write_notebook(notebooks, "03_never.py", "print('never')")
     config = write_config(tmp_path / "cfg.yaml")
     run_dir = tmp_path / "run"
-    result = run_module("mvclip_utils.pipeline", "--config", str(config), "--run-dir", str(run_dir),
+    result = run_module("mvclip_utils", "run", "--config", str(config), "--run-dir", str(run_dir),
                         "--notebooks-dir", str(notebooks), "--kernel", "python3")
     assert result.returncode == 1
     assert "notebook 02_broken failed: ValueError: the bad thing happened" in result.stderr
@@ -254,7 +254,7 @@ def test_failing_notebook_stops_the_run_and_is_kept(tmp_path):
     leftover.parent.mkdir(parents=True)
     leftover.write_text("partial")
     config = write_config(tmp_path / "cfg.yaml", {"seed": 7})
-    result = run_module("mvclip_utils.pipeline", "--config", str(config), "--run-dir", str(run_dir),
+    result = run_module("mvclip_utils", "run", "--config", str(config), "--run-dir", str(run_dir),
                         "--notebooks-dir", str(notebooks), "--kernel", "python3", "--only", "02")
     assert result.returncode == 0, result.stderr[-2000:]
     index = (run_dir / "index.html").read_text()
@@ -269,7 +269,7 @@ def test_failing_notebook_stops_the_run_and_is_kept(tmp_path):
 
 def test_bad_config_fails_before_any_work(tmp_path):
     config = write_config(tmp_path / "cfg.yaml", {"render": {"engine": "eevee"}})
-    result = run_module("mvclip_utils.pipeline", "--config", str(config), "--run-dir", str(tmp_path / "run"))
+    result = run_module("mvclip_utils", "run", "--config", str(config), "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2
     assert "render.engine: expected one of 'workbench', 'cycles', got 'eevee'" in result.stderr
     assert not (tmp_path / "run").exists()

@@ -4,17 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from mvclip_utils.backbone import CaptionTokenizer, load_backbone, read_backbone_record, write_backbone_record
-from mvclip_utils.dataset import build_dataset, load_objects
-from mvclip_utils.embed import embed_dataset, load_embeddings
-from mvclip_utils.pretrain import pretrain_tiny_clip, pretrain_view_ids, random_crops
-from mvclip_utils.runs import RunLayout, StaleArtifactError
+from mvclip_utils.models.backbone import CaptionTokenizer, load_backbone, read_backbone_record, write_backbone_record
+from mvclip_utils.data.dataset import build_dataset, load_objects
+from mvclip_utils.models.embed import embed_dataset, load_embeddings
+from mvclip_utils.studies.pretrain import pretrain_tiny_clip, pretrain_view_ids, random_crops
+from mvclip_utils.core.runs import RunLayout, StaleArtifactError
 
 
 def tiny_checkpoint(layout, slug="mvclip-tiny"):
     return layout.backbone_checkpoint(slug)
 
-from conftest import make_config
+from helpers import make_config
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +79,7 @@ def test_an_interrupted_pretraining_is_redone_and_never_read_under_the_old_recor
     mtime = tiny_checkpoint(layout).stat().st_mtime_ns
     record = pretrain_tiny_clip(cfg, layout, progress=False)
     assert tiny_checkpoint(layout).stat().st_mtime_ns != mtime
-    from mvclip_utils.runs import file_digest
+    from mvclip_utils.core.runs import file_digest
     assert record.checkpoint_sha == file_digest(tiny_checkpoint(layout))
 
 
@@ -98,7 +98,7 @@ def test_embeddings_cover_every_view_and_are_cached(rendered):
     assert list(emb.category_names) == ["bottle", "car", "mug"]
     assert [emb.category_names[k] for k in emb.labels] == list(emb.categories)
     # Batched embeddings equal one-image-at-a-time ones.
-    from mvclip_utils.dataset import load_image
+    from mvclip_utils.data.dataset import load_image
 
     single = backbone.encode_images(backbone.uint8_to_input(torch.from_numpy(load_image(layout, "car_0001", "ood_below"))[None]))
     i, v = list(emb.object_ids).index("car_0001"), list(emb.view_ids).index("ood_below")

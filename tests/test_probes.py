@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from mvclip_utils import probes
-from mvclip_utils.metrics import zero_shot_predictions
+from mvclip_utils.studies import probes
+from mvclip_utils.evaluation.metrics import zero_shot_predictions
 
 
 def clustered(n_per_class=30, classes=4, dim=16, noise=0.8, seed=0):
@@ -84,7 +84,7 @@ def test_the_linear_probe_picks_c_on_val_and_scores_as_sklearn_does():
 def test_cifar100_files_round_trip_in_their_on_disk_format(tmp_path):
     import pickle
 
-    from mvclip_utils.cifar import CifarSplit, held_out, load_cifar100, write_cifar100
+    from mvclip_utils.data.cifar import CifarSplit, held_out, load_cifar100, write_cifar100
 
     rng = np.random.default_rng(0)
     train = CifarSplit(rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8), np.array([0, 1, 2, 0, 1, 2]),
@@ -112,10 +112,10 @@ def test_cifar100_config_runs_notebook_09_alone_on_a_local_dataset_and_a_random_
     import pandas as pd
     import yaml
 
-    from mvclip_utils.cifar import CifarSplit, write_cifar100
-    from mvclip_utils.runs import PARAMS_DIR
+    from mvclip_utils.data.cifar import CifarSplit, write_cifar100
+    from mvclip_utils.core.runs import PARAMS_DIR
 
-    from conftest import run_module
+    from helpers import run_module
 
     rng = np.random.default_rng(0)
     colours = np.array([[220, 30, 30], [30, 200, 40], [40, 40, 210]], dtype=np.int64)
@@ -135,7 +135,7 @@ def test_cifar100_config_runs_notebook_09_alone_on_a_local_dataset_and_a_random_
     cfg["probes"] = {"shots": [1, 4], "seeds": 2, "epochs": 5, "linear_probe_Cs": [0.1, 10.0]}
     (tmp_path / "cifar.yaml").write_text(yaml.safe_dump(cfg))
     run_dir = tmp_path / "run"
-    result = run_module("mvclip_utils.pipeline", "--config", str(tmp_path / "cifar.yaml"), "--run-dir", str(run_dir))
+    result = run_module("mvclip_utils", "run", "--config", str(tmp_path / "cifar.yaml"), "--run-dir", str(run_dir))
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in (run_dir / "reports").iterdir()) == ["09_zero_shot_probes.html"]  # 09 alone
     report = (run_dir / "reports" / "09_zero_shot_probes.html").read_text()

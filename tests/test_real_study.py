@@ -19,11 +19,11 @@ import pytest
 import torch
 import yaml
 
-from conftest import run_module
-from mvclip_utils.objaverse_source import write_local_cache
-from mvclip_utils.objects import make_object
-from mvclip_utils.render import export_glbs
-from mvclip_utils.runs import PARAMS_DIR
+from helpers import run_module
+from mvclip_utils.data.objaverse_source import write_local_cache
+from mvclip_utils.data.objects import make_object
+from mvclip_utils.data.render_jobs import export_glbs
+from mvclip_utils.core.runs import PARAMS_DIR
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +71,7 @@ def test_the_real_config_runs_every_notebook_on_a_local_objaverse_cache_and_a_vi
     torch.save(open_clip.create_model("ViT-B-32").state_dict(), checkpoint)
     (tmp_path / "real.yaml").write_text(yaml.safe_dump(real_config_at_test_size(tmp_path, checkpoint)))
     run_dir = tmp_path / "run"
-    result = run_module("mvclip_utils.pipeline", "--config", str(tmp_path / "real.yaml"), "--run-dir", str(run_dir),
+    result = run_module("mvclip_utils", "run", "--config", str(tmp_path / "real.yaml"), "--run-dir", str(run_dir),
                         env={"HOME": str(home)}, timeout=3000)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
 
@@ -113,7 +113,7 @@ def test_the_real_config_offline_fails_at_02_naming_the_notebook_the_model_and_t
     cfg = real_config_at_test_size(tmp_path, "openai")
     (tmp_path / "real.yaml").write_text(yaml.safe_dump(cfg))
     env = {"HF_HUB_OFFLINE": "1", "HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf")}
-    result = run_module("mvclip_utils.pipeline", "--config", str(tmp_path / "real.yaml"), "--run-dir",
+    result = run_module("mvclip_utils", "run", "--config", str(tmp_path / "real.yaml"), "--run-dir",
                         str(tmp_path / "run"), "--only", "02", env=env, timeout=600)
     assert result.returncode != 0
     output = result.stdout + result.stderr

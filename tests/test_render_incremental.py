@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mvclip_utils import render
-from mvclip_utils.config import RunConfig
-from mvclip_utils.dataset import source_manifest
-from mvclip_utils.render import RenderJob, RenderSummary, _commit_object, pending_jobs, read_status, render_jobs
-from mvclip_utils.runs import RunLayout
+from mvclip_utils.data import render_jobs as render
+from mvclip_utils.core.schema import RunConfig
+from mvclip_utils.data.dataset import source_manifest
+from mvclip_utils.data.render_scene import RenderJob
+from mvclip_utils.data.render_jobs import RenderSummary, _commit_object, pending_jobs, read_status, render_jobs
+from mvclip_utils.core.runs import RunLayout
 
-from conftest import REPO, TINY, make_config, write_config
+from helpers import REPO, TINY, make_config, write_config
 from test_resume import LONGER, view_records
 
 FAR_VIEW = {"name": "far", "azimuth_deg": 45, "elevation_deg": 20, "distance": 3.0}
@@ -175,7 +176,7 @@ def test_a_killed_pipeline_leaves_no_process_behind(tmp_path):
     tag = uuid.uuid4().hex
     log = tmp_path / "pipeline.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "mvclip_utils.pipeline", "--config", str(config), "--run-dir",
+        proc = subprocess.Popen([sys.executable, "-m", "mvclip_utils", "run", "--config", str(config), "--run-dir",
                                  str(run_dir), "--only", "01"], cwd=REPO, start_new_session=True, stdout=out,
                                 stderr=subprocess.STDOUT,
                                 env={**os.environ, "MVCLIP_TEST_TAG": tag,  # the kernel imports this checkout

@@ -12,9 +12,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from mvclip_utils import figures, metrics, results, summary  # noqa: E402
-from mvclip_utils.runs import RunLayout  # noqa: E402
-from mvclip_utils.train import TrainResult, describe_training  # noqa: E402
+from mvclip_utils.reports import figures  # noqa: E402
+from mvclip_utils.evaluation import metrics, results
+from mvclip_utils.reports import summary_plots
+from mvclip_utils.studies import summary
+from mvclip_utils.core.runs import RunLayout  # noqa: E402
+from mvclip_utils.core.train import TrainResult, describe_training  # noqa: E402
 
 from test_pipeline import well_formed_tabular  # noqa: E402
 
@@ -162,7 +165,7 @@ def test_the_terminal_says_how_long_is_left_from_the_last_runs_timings():
 def test_the_view_explorer_ranks_neighbours_without_the_view_itself():
     from types import SimpleNamespace
 
-    from mvclip_utils.explore import view_scores
+    from mvclip_utils.reports.explore import view_scores
 
     image = np.zeros((2, 3, 3), np.float32)
     image[0, :, 0] = 1  # object 0: three identical views
@@ -201,7 +204,7 @@ def test_the_methods_table_and_tradeoff_add_the_mean_over_seeds_where_a_sweep_ex
     assert table.loc["object head", "clean, 3 seeds"] == ""  # no seeds for it
     assert "seeds" not in " ".join(summary.methods_table(rows).columns)
     assert "seeds" not in " ".join(summary.methods_table(rows, _seeds({"baseline": (0.9, 0.3, 0.0)}, 1)).columns)
-    fig = summary.plot_tradeoff(rows, "t", seeds)
+    fig = summary_plots.plot_tradeoff(rows, "t", seeds)
     full, zoom = fig.axes
 
     def points(ax, marker):
@@ -217,9 +220,9 @@ def test_the_methods_table_and_tradeoff_add_the_mean_over_seeds_where_a_sweep_ex
     legend = " ".join(t.get_text() for t in fig.legends[0].get_texts())
     assert "mean of 3 seeds" in legend and "clean budget" in legend and legend.count("Omniview-Tuning") == 1
     plt.close("all")
-    without = summary.plot_tradeoff(rows, "t")
+    without = summary_plots.plot_tradeoff(rows, "t")
     assert not [line for ax in without.axes for line in ax.lines if line.get_marker() == "s"]
-    one_panel = summary.plot_tradeoff(rows[rows.method.isin(["baseline", "object_head"])], "t")
+    one_panel = summary_plots.plot_tradeoff(rows[rows.method.isin(["baseline", "object_head"])], "t")
     assert len(one_panel.axes) == 1  # nothing near the frozen clean accuracy: no zoom
     plt.close("all")
 
@@ -254,3 +257,22 @@ def test_the_seed_table_belongs_to_the_dataset_and_backbone_it_was_made_from(tmp
                      ).to_csv(RunLayout(run).results_table, index=False)
     results.write_seed_table(layout, table, runs[:2])
     assert results.load_seed_table(layout).loc["baseline", "n_runs"] == 2
+
+
+def test_seaborn_statistical_plots_draw_the_means_and_intervals_of_the_raw_values():
+    from mvclip_utils.reports import plots
+
+    curves = {"random": np.array([[0.1, 0.2, 0.3], [0.3, 0.4, 0.5]]), "zero_shot": np.array([[0.5, 0.5, 0.6],
+                                                                                               [0.7, 0.7, 0.6]])}
+    ax = plots.plot_few_shot_curve(curves, "t").axes[0]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.2, 0.3, 0.4])  # the mean over seeds, per epoch
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]  # mean ± standard error over the 2 seeds (ddof 1)
+    np.testing.assert_allclose([band.min(), band.max()], [0.1, 0.5], atol=1e-9)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["random init", "zero-shot init"]
+    by_view = pd.DataFrame({"kind": ["grid"] * 4 + ["ood"], "elevation_deg": [40, 40, 10, 10, -50],
+                            "accuracy": [0.2, 0.4, 0.6, 1.0, 0.1]})
+    ax = plots.plot_zero_shot_by_elevation(by_view, "t").axes[0]
+    np.testing.assert_allclose([p.get_height() for p in ax.patches], [0.3, 0.8])  # grid views only
+    whisker = ax.lines[0].get_ydata()
+    np.testing.assert_allclose([np.nanmin(whisker), np.nanmax(whisker)], [0.3 - np.sqrt(0.02), 0.3 + np.sqrt(0.02)])
+    assert len(plots.category_colours(30)) == 30 and len(set(plots.category_colours(30))) == 30

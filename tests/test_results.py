@@ -5,12 +5,12 @@ import json
 import pandas as pd
 import pytest
 
-from mvclip_utils import results
-from mvclip_utils.cameras import views_table
-from mvclip_utils.dataset import dataset_fingerprint
-from mvclip_utils.runs import RunLayout, StaleArtifactError, atomic_write_json, atomic_write_parquet
+from mvclip_utils.evaluation import results
+from mvclip_utils.core.cameras import views_table
+from mvclip_utils.data.dataset import dataset_fingerprint
+from mvclip_utils.core.runs import RunLayout, StaleArtifactError, atomic_write_json, atomic_write_parquet
 
-from conftest import make_config
+from helpers import make_config
 
 
 def fake_run(tmp_path, identity="mvclip-tiny|abc", ood_views=None) -> RunLayout:
@@ -68,7 +68,7 @@ def test_missing_results_name_the_notebook(tmp_path):
 
 
 def test_a_backbone_record_of_another_dataset_is_refused(tmp_path):
-    from mvclip_utils.backbone import read_backbone_record
+    from mvclip_utils.models.backbone import read_backbone_record
 
     layout = fake_run(tmp_path)
     atomic_write_json(layout.backbone_record, {"name": "tiny", "slug": "mvclip-tiny", "identity": "mvclip-tiny|x",
@@ -81,7 +81,7 @@ def test_a_backbone_record_of_another_dataset_is_refused(tmp_path):
     with pytest.raises(StaleArtifactError, match="mvclip-tiny.pt is missing or is not the checkpoint it records"):
         read_backbone_record(layout)
     (layout.backbone / "mvclip-tiny.pt").write_bytes(b"weights")
-    from mvclip_utils.runs import file_digest
+    from mvclip_utils.core.runs import file_digest
 
     atomic_write_json(layout.backbone_record, {"name": "tiny", "slug": "mvclip-tiny",
                                                "identity": f"mvclip-tiny|{file_digest(layout.backbone / 'mvclip-tiny.pt')}",

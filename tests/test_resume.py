@@ -13,13 +13,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mvclip_utils.cameras import views_table
-from mvclip_utils.config import RunConfig, load_config
-from mvclip_utils.dataset import build_dataset, source_manifest
-from mvclip_utils.render import render_fingerprint, view_fingerprints
-from mvclip_utils.runs import RunLayout
+from mvclip_utils.core.cameras import views_table
+from mvclip_utils.core.schema import RunConfig
+from mvclip_utils.core.config import load_config
+from mvclip_utils.data.dataset import build_dataset, source_manifest
+from mvclip_utils.data.render_jobs import render_fingerprint, view_fingerprints
+from mvclip_utils.core.runs import RunLayout
 
-from conftest import REPO, write_config
+from helpers import REPO, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +34,7 @@ N_VIEWS = 38
 
 
 def start_build(config: Path, run_dir: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mvclip_utils.dataset", "--config", str(config),
+    return subprocess.Popen([sys.executable, "-m", "mvclip_utils", "render", "--config", str(config),
                              "--run-dir", str(run_dir), "--quiet"], cwd=REPO, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -140,7 +141,7 @@ def test_workers_that_always_die_stop_the_run_with_a_pointer_to_the_logs(tmp_pat
         "    os._exit(3)\n")
     config = write_config(tmp_path / "cfg.yaml")
     env = {**os.environ, "PYTHONPATH": f"{hooks}:{os.environ.get('PYTHONPATH', '')}"}
-    result = subprocess.run([sys.executable, "-m", "mvclip_utils.dataset", "--config", str(config), "--run-dir",
+    result = subprocess.run([sys.executable, "-m", "mvclip_utils", "render", "--config", str(config), "--run-dir",
                              str(tmp_path / "run"), "--quiet"], cwd=REPO, capture_output=True, text=True, env=env,
                             timeout=300)
     assert result.returncode != 0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mvclip_utils.segmentation import FeatureDecoder, LinearPatchProbe, SmallUNet, segmentation_loss
+from mvclip_utils.studies.segmentation import FeatureDecoder, LinearPatchProbe, SmallUNet, segmentation_loss
 
 
 @pytest.mark.parametrize("make, inputs", [
@@ -33,7 +33,7 @@ def test_each_model_gives_class_logits_per_pixel_and_training_lowers_the_loss(ma
 
 
 def test_class_pixel_counts_are_the_diagonal_and_margins_of_each_images_confusion_matrix():
-    from mvclip_utils.metrics import class_pixel_counts, confusion_matrix
+    from mvclip_utils.evaluation.metrics import class_pixel_counts, confusion_matrix
 
     g = torch.Generator().manual_seed(0)
     truth, predicted = torch.randint(5, (3, 6, 6), generator=g), torch.randint(5, (3, 6, 6), generator=g)
@@ -45,7 +45,7 @@ def test_class_pixel_counts_are_the_diagonal_and_margins_of_each_images_confusio
 
 
 def test_pixel_stats_on_constructed_masks():
-    from mvclip_utils.segmentation import _StatsAccumulator
+    from mvclip_utils.studies.segmentation import _StatsAccumulator
 
     truth = torch.zeros(2, 4, 4, dtype=torch.long)
     truth[:, :2, :2] = 1

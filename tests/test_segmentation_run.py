@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import rendered_run_with_backbone
-from mvclip_utils import segmentation
-from mvclip_utils.backbone import InputTransform, load_backbone
-from mvclip_utils.dataset import PartClasses, ViewImages, load_mask, load_objects, load_views
-from mvclip_utils.results import load_results
+from helpers import rendered_run_with_backbone
+from mvclip_utils.studies import segmentation
+from mvclip_utils.models.backbone import InputTransform, load_backbone
+from mvclip_utils.data.dataset import PartClasses, ViewImages, load_mask, load_objects, load_views
+from mvclip_utils.evaluation.results import load_results
 
 pytestmark = pytest.mark.slow
 

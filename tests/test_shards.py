@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import PYTHON, REPO, run_module, write_config
-from mvclip_utils.dataset import load_image, parse_shard, shard_items
-from mvclip_utils.runs import RunLayout
+from helpers import PYTHON, REPO, run_module, write_config
+from mvclip_utils.data.dataset import load_image
+from mvclip_utils.core.shards import parse_shard, shard_items
+from mvclip_utils.core.runs import RunLayout
 
 SLURM = REPO / "scripts" / "slurm"
 
@@ -31,7 +32,7 @@ def test_shards_are_disjoint_cover_every_item_and_are_balanced():
 def test_two_concurrent_shards_then_a_merge_equal_one_unsharded_build(tmp_path):
     config = write_config(tmp_path / "cfg.yaml")
     sharded, whole = tmp_path / "sharded", tmp_path / "whole"
-    command = [PYTHON, "-m", "mvclip_utils.dataset", "--config", str(config), "--run-dir", str(sharded), "--quiet"]
+    command = [PYTHON, "-m", "mvclip_utils", "render", "--config", str(config), "--run-dir", str(sharded), "--quiet"]
     shards = [subprocess.Popen(command + ["--shard", f"{i}/2"], cwd=REPO, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True) for i in range(2)]
     for shard in shards:  # both at once, into one run directory
@@ -42,13 +43,13 @@ def test_two_concurrent_shards_then_a_merge_equal_one_unsharded_build(tmp_path):
     record = layout.render_shard_record(1, 2)
     saved = record.read_text()
     record.unlink()
-    refused = run_module("mvclip_utils.dataset", "--config", str(config), "--run-dir", str(sharded), "--merge", "2")
+    refused = run_module("mvclip_utils", "render", "--config", str(config), "--run-dir", str(sharded), "--merge", "2")
     assert refused.returncode == 2
     assert "render shard(s) 1 of 2 have not finished" in refused.stderr and "--shard 1/2" in refused.stderr
     record.write_text(saved)
-    merged = run_module("mvclip_utils.dataset", "--config", str(config), "--run-dir", str(sharded), "--merge", "2")
+    merged = run_module("mvclip_utils", "render", "--config", str(config), "--run-dir", str(sharded), "--merge", "2")
     assert merged.returncode == 0, merged.stderr[-3000:]
-    assert run_module("mvclip_utils.dataset", "--config", str(config), "--run-dir", str(whole), "--quiet").returncode == 0
+    assert run_module("mvclip_utils", "render", "--config", str(config), "--run-dir", str(whole), "--quiet").returncode == 0
 
     columns = ["object_id", "category", "status", "split"]
     a, b = pd.read_parquet(layout.objects_table), pd.read_parquet(RunLayout(whole).objects_table)
@@ -67,17 +68,17 @@ def _run_script(script, *args, env):
                           env={**os.environ, **env})
 
 
-@pytest.mark.parametrize("stage, module", [("render", "mvclip_utils.dataset"), ("embed", "mvclip_utils.embed")])
-def test_slurm_array_task_runs_its_shard_and_the_submit_script_chains_the_merge(tmp_path, stage, module):
+@pytest.mark.parametrize("stage", ["render", "embed"])
+def test_slurm_array_task_runs_its_shard_and_the_submit_script_chains_the_merge(tmp_path, stage):
     # The array task's shard is its place in the --array range, of the array's task count.
     result = _run_script(SLURM / f"{stage}_array.sbatch", "params/objaverse_vitb32.yaml", "/runs/x",
                          env={"SLURM_ARRAY_TASK_ID": "6", "SLURM_ARRAY_TASK_MIN": "4", "SLURM_ARRAY_TASK_COUNT": "3",
                               "MVCLIP_PYTHON": "echo"})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["-m", module, "--config", "params/objaverse_vitb32.yaml",
+    assert result.stdout.split() == ["-m", "mvclip_utils", stage, "--config", "params/objaverse_vitb32.yaml",
                                      "--run-dir", "/runs/x", "--quiet", "--shard", "2/3"]
     merge = _run_script(SLURM / "merge.sbatch", stage, "c.yaml", "3", env={"MVCLIP_PYTHON": "echo"})
-    assert merge.stdout.split()[:2] == ["-m", module] and merge.stdout.split()[-2:] == ["--merge", "3"]
+    assert merge.stdout.split()[:3] == ["-m", "mvclip_utils", stage] and merge.stdout.split()[-2:] == ["--merge", "3"]
     assert "--run-dir" not in merge.stdout
     # submit: an array of N tasks, then the merge after all of them succeeded (sbatch replaced by a recorder).
     fake = tmp_path / "sbatch"

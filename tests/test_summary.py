@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from mvclip_utils import summary
+from mvclip_utils.studies import summary
 
 
 def row(method, cross, same, text_image, zero_shot, mAP=0.2, **extra):

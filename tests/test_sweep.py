@@ -7,10 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, run_module
-from mvclip_utils.config import ConfigError, load_config
-from mvclip_utils.runs import RunLayout
-from mvclip_utils.sweep import VARIANT_FILE, collect, nested, parse_set, variant_name, variants, write_variant_config
+from helpers import REPO, run_module
+from mvclip_utils.core.schema import ConfigError
+from mvclip_utils.core.config import load_config
+from mvclip_utils.core.runs import RunLayout
+from mvclip_utils.core.runs import VARIANT_FILE
+from mvclip_utils.sweep import collect, nested, parse_set, variant_name, variants, write_variant_config
 
 PARAMS = REPO / "params"
 
@@ -77,7 +79,7 @@ def test_collect_averages_over_zipped_seed_keys_by_their_label(tmp_path, capsys)
     runs = [_fake_run(tmp_path, f"seed-{seed}", {zipped: seed}, [{"method": "omniview_tuning", "score": value}])
             for seed, value in [(0, 0.5), (1, 0.6), (2, 0.9)]]
     assert (collect(runs, "heads.lr").n_runs == 1).all()  # not a key of theirs: a row per run (the CLI says so)
-    from mvclip_utils.sweep import main
+    from mvclip_utils.cli import main
 
     assert main(["collect", *map(str, runs), "--over", "heads.lr"]) == 0
     assert "no run was swept over heads.lr (they were over heads.seed,ovt.seed)" in capsys.readouterr().err
@@ -102,10 +104,10 @@ def test_a_sweep_from_a_run_of_another_dataset_is_refused_before_any_work(tmp_pa
 
 @pytest.mark.slow
 def test_a_sweep_runs_each_variant_into_its_own_directory_sharing_one_rendered_dataset(tmp_path):
-    from mvclip_utils.results import load_seed_table
+    from mvclip_utils.evaluation.results import load_seed_table
 
     root = tmp_path / "sweep"
-    result = run_module("mvclip_utils.pipeline", "sweep", "--config", str(PARAMS / "smoke.yaml"),
+    result = run_module("mvclip_utils", "sweep", "--config", str(PARAMS / "smoke.yaml"),
                         "--set", "heads.lr=0.001,0.0003", "--root", str(root), "--only", "01-05", timeout=1800)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     first, second = root / "heads.lr-0.001", root / "heads.lr-0.0003"
@@ -122,7 +124,7 @@ def test_a_sweep_runs_each_variant_into_its_own_directory_sharing_one_rendered_d
     object_head = [json.loads((run / "metrics" / "object_head.json").read_text()) for run in (first, second)]
     assert object_head[0]["config_digest"] != object_head[1]["config_digest"]  # trained with their own lr
     out = tmp_path / "collected.csv"
-    collected = run_module("mvclip_utils.pipeline", "collect", str(first), str(second), "--out", str(out))
+    collected = run_module("mvclip_utils", "collect", str(first), str(second), "--out", str(out))
     assert collected.returncode == 0, collected.stderr
     table = pd.read_csv(out)
     assert len(table) == 4 and set(table["heads.lr"].astype(str)) == {"0.001", "0.0003"} and (table.n_runs == 1).all()
@@ -130,7 +132,7 @@ def test_a_sweep_runs_each_variant_into_its_own_directory_sharing_one_rendered_d
     # The methods' seeds, zipped, on the first variant's dataset and backbone (as `make seeds` on the default run),
     # collected into that run for its summary.
     seeds_root = tmp_path / "seeds"
-    result = run_module("mvclip_utils.pipeline", "sweep", "--config", str(root / "heads.lr-0.001.yaml"),
+    result = run_module("mvclip_utils", "sweep", "--config", str(root / "heads.lr-0.001.yaml"),
                         "--set", "heads.seed,ovt.seed=1,2", "--from-run", str(first), "--root", str(seeds_root),
                         "--only", "01-05", timeout=1800)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
@@ -138,7 +140,7 @@ def test_a_sweep_runs_each_variant_into_its_own_directory_sharing_one_rendered_d
     assert f"(dataset shared with {first.name}) (backbone and frozen embeddings from {first.name})" in result.stdout
     assert (runs[1] / "backbone" / f"{slug}.pt").samefile(first / "backbone" / f"{slug}.pt")
     assert (runs[0] / "dataset").resolve() == (first / "dataset").resolve()
-    collected = run_module("mvclip_utils.pipeline", "collect", *map(str, runs), "--into", str(first))
+    collected = run_module("mvclip_utils", "collect", *map(str, runs), "--into", str(first))
     assert collected.returncode == 0, collected.stderr
     seeds = load_seed_table(RunLayout(first))
     heads = [json.loads((run / "metrics" / "object_head.json").read_text())["same_object_mean"] for run in runs]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mvclip_utils.vqvae import VQVAE, EMACodebook, codebook_usage, psnr, sample_from_codes, vqvae_loss
+from mvclip_utils.studies.vqvae import VQVAE, EMACodebook, codebook_usage, psnr, sample_from_codes, vqvae_loss
 
 
 def test_ema_codebook_update_equals_its_formula_on_a_constructed_batch():
@@ -77,7 +77,7 @@ def test_psnr_codebook_usage_and_samples():
 def test_spatial_features_of_a_random_vit_b_32_at_224_px_are_a_7_by_7_grid():
     import open_clip
 
-    from mvclip_utils.backbone import Backbone, spatial_features
+    from mvclip_utils.models.backbone import Backbone, spatial_features
 
     torch.manual_seed(0)
     model = open_clip.create_model("ViT-B-32").eval()
@@ -87,7 +87,7 @@ def test_spatial_features_of_a_random_vit_b_32_at_224_px_are_a_7_by_7_grid():
         assert spatial_features(backbone, x).shape == (2, 512, 7, 7)  # projected into the joint space
         assert spatial_features(backbone, x, project=False).shape == (2, 768, 7, 7)  # the tower's width
     # Reports describe the grid from the model itself, never from a fixed sentence.
-    from mvclip_utils.backbone import describe_architecture
+    from mvclip_utils.models.backbone import describe_architecture
 
     assert describe_architecture(model) == "ViT width 768, 12 layers, patch 32 at 224 px (7 x 7 feature grid)"
 

@@ -5,7 +5,7 @@
 #   scripts/slurm/submit.sh embed  params/objaverse_vitb32.yaml 4  [RUN_DIR]   (after the render merge)
 #
 # Then run the notebooks as usual: 01 renders nothing, 03 finds the merged embeddings valid.
-#   python -m mvclip_utils.pipeline --config params/objaverse_vitb32.yaml [--run-dir RUN_DIR]
+#   .venv/bin/mvclip run --config params/objaverse_vitb32.yaml [--run-dir RUN_DIR]
 # Prints the merge job's id: pass `--dependency=afterok:<id>` to chain the next stage.
 set -euo pipefail
 STAGE=${1:?usage: scripts/slurm/submit.sh render|embed CONFIG N_SHARDS [RUN_DIR]}

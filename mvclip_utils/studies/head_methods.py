@@ -1,0 +1,205 @@
+"""The seed methods as one registry: a model builder and a loss per method, one way to train
+and to evaluate them. A new head method is one more entry in `METHODS` and one notebook.
+
+Heads train on the `train` objects' grid views (ood views stay unseen), validate on
+`val`, and are evaluated on `test` with exactly the metrics of notebook 04. Only image
+embeddings pass through a head; captions and category prompts stay in CLIP's space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Callable
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..core.cameras import canonical_view_id
+from ..core.runs import RunLayout, atomic_torch_save, atomic_write_json
+from ..core.schema import HeadsConfig, RunConfig
+from ..core.train import TrainResult, optimise
+from ..data.dataset import load_views
+from ..evaluation.metrics import (
+    cross_object_similarity,
+    evaluation_row,
+    same_object_similarity,
+)
+from ..evaluation.results import write_result
+from ..models import losses
+from ..models.backbone import read_backbone_record
+from ..models.embed import Embeddings, load_embeddings
+from ..models.heads import MLPHead, ViewAutoencoder
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, HeadsConfig], tuple[torch.Tensor, dict]]
+
+
+@dataclass(frozen=True)
+class HeadMethod:
+    name: str
+    title: str
+    build: Callable[[int, HeadsConfig], nn.Module]
+    loss: LossFn
+    differences_from_seed: tuple[str, ...]
+
+
+def _object_loss(model, image, text, cfg):
+    return losses.object_similarity_loss(model(image), text), {}
+
+
+def _contrastive_loss(model, image, text, cfg):
+    if cfg.contrastive == "infonce":
+        return losses.multi_positive_infonce(model(image), text, cfg.temperature), {}
+    return losses.seed_contrastive_loss(model(image), text), {}
+
+
+def _autoencoder_loss(model, image, text, cfg):
+    reconstruction, codes, _ = model(image)
+    total, parts = losses.autoencoder_loss(image, reconstruction, codes, cfg.reconstruction_weight,
+                                           cfg.similarity_weight, cfg.dissimilarity_weight)
+    return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def _code_widths(dim: int, cfg: HeadsConfig) -> tuple[int, ...]:
+    return tuple(cfg.code_widths) or (dim // 2, dim // 4)
+
+
+NO_FINAL_RELU = "no ReLU on output layers (the seed's made every output component non-negative)"
+METHODS: dict[str, HeadMethod] = {m.name: m for m in [
+    HeadMethod("object_head", "Object head", lambda d, c: MLPHead(d, c.hidden or d), _object_loss,
+               (NO_FINAL_RELU,)),
+    HeadMethod("contrastive_head", "Contrastive head", lambda d, c: MLPHead(d, c.hidden or d), _contrastive_loss,
+               (NO_FINAL_RELU, "different-object pairs counted exactly (the seed's normalisers miscounted them)",
+                "optional InfoNCE with several positives (heads.contrastive: infonce)")),
+    HeadMethod("autoencoder", "View autoencoder", lambda d, c: ViewAutoencoder(d, _code_widths(d, c)),
+               _autoencoder_loss,
+               (NO_FINAL_RELU, "the same forward pass in training and evaluation (the seed's `if self.train:` "
+                "was always true)", "reconstruction reported as element-wise MSE and as mean L2 distance "
+                "(the seed's 'L2 0.17' was an element-wise MSE)")),
+]}
+
+
+@dataclass
+class TrainedMethod:
+    method: HeadMethod
+    model: nn.Module
+    result: TrainResult
+
+
+def sample_views(image: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """[N, k, D]: k distinct random views of every object, vectorised."""
+    n, v, _ = image.shape
+    idx = torch.rand(n, v, generator=generator).argsort(1)[:, :k]
+    return image.gather(1, idx[..., None].expand(-1, -1, image.shape[-1]))
+
+
+def _grid(emb: Embeddings, views: pd.DataFrame) -> torch.Tensor:
+    keep = views.kind.to_numpy() == "grid"
+    return torch.from_numpy(emb.image[:, keep])
+
+
+def train_method(name: str, cfg: RunConfig, emb: Embeddings, views: pd.DataFrame, layout: RunLayout | None = None,
+                 progress: bool = True) -> TrainedMethod:
+    """Train `name` on the train split's grid views, early-stopped on the val split."""
+    method, h = METHODS[name], cfg.heads
+    train, val = emb.split("train"), emb.split("val")
+    if len(train.object_ids) < 2:
+        raise ValueError(f"{name}: only {len(train.object_ids)} train objects; raise dataset.splits.train")
+    train_image, train_text = _grid(train, views), torch.from_numpy(train.text)
+    val_image, val_text = _grid(val, views), torch.from_numpy(val.text)
+    k = min(h.views_per_object, train_image.shape[1])
+    torch.manual_seed(h.seed)
+    generator = torch.Generator().manual_seed(h.seed)
+    model = method.build(train_image.shape[-1], h)
+    per_batch = h.objects_per_batch or len(train_image)
+
+    def loss_at_step(step: int) -> torch.Tensor:
+        objects = (torch.randperm(len(train_image), generator=generator)[:per_batch]
+                   if per_batch < len(train_image) else slice(None))
+        loss, _ = method.loss(model, sample_views(train_image[objects], k, generator), train_text[objects], h)
+        return loss
+
+    # Validation sees groups of k views per object, as training does: the losses count pairs within a
+    # group, so a group of all V views would weigh view-view pairs against caption pairs differently
+    # and the two curves could not be compared. Every val view is used once, in fixed groups.
+    groups = val_image.shape[1] // k
+    val_groups = (sample_views(val_image, groups * k, torch.Generator().manual_seed(h.seed + 1))
+                  .reshape(len(val_image), groups, k, -1).transpose(0, 1))
+
+    def validate() -> float:
+        return float(torch.stack([method.loss(model, group, val_text, h)[0] for group in val_groups]).mean())
+
+    result = optimise(model.named_parameters(), loss_at_step, h.steps, h.lr, 0.0, 0,
+                      desc=f"training {name}", progress=progress, validate=validate if len(val_image) > 1 else None,
+                      validate_every=h.validate_every, patience=h.patience or None, model=model,
+                      schedule=h.cosine_schedule)
+    model.eval()
+    if layout is not None:
+        atomic_torch_save(model.state_dict(), layout.model_weights(name))
+        atomic_write_json(layout.training_curves(name), {
+            "train_loss": result.losses, "val_steps": result.val_steps, "val_loss": result.val_losses,
+            "best_step": result.best_step, "stopped_early": result.stopped_early, "seconds": result.seconds,
+            **emb.provenance, "heads_config": asdict(h)})
+    return TrainedMethod(method, model, result)
+
+
+@torch.no_grad()
+def apply_method(trained: TrainedMethod, emb: Embeddings) -> Embeddings:
+    """The embeddings with every image embedding passed through the trained head (renormalised)."""
+    image = trained.model.embed(torch.from_numpy(emb.image))
+    return replace(emb, image=F.normalize(image, dim=-1).numpy())
+
+
+@torch.no_grad()
+def reconstruction_error(trained: TrainedMethod, emb: Embeddings) -> dict[str, float]:
+    """Autoencoder output (VI + VD) against the CLIP embedding: element-wise MSE and mean L2 distance."""
+    original = torch.from_numpy(emb.image)
+    reconstruction, codes, _ = trained.model(original)
+    codes = F.normalize(codes, dim=-1)
+    return {"reconstruction_mse": float(F.mse_loss(reconstruction, original)),
+            "reconstruction_l2": float((reconstruction - original).norm(dim=-1).mean()),
+            # Where the consistency lives: the VI codes themselves, before decoding.
+            "vi_code_same_object_mean": same_object_similarity(codes).mean,
+            "vi_code_cross_object_mean": cross_object_similarity(codes).mean}
+
+
+def evaluate_method(trained: TrainedMethod, emb: Embeddings, views: pd.DataFrame,
+                    canonical: str) -> tuple[dict, Embeddings]:
+    """The metrics row of a trained method on `test` (as notebook 04), and the transformed test embeddings."""
+    test = apply_method(trained, emb.split("test"))
+    row = evaluation_row(test.image, test.text, test.category_text, test.labels, views, canonical,
+                         test.category_text_unseen)
+    if isinstance(trained.model, ViewAutoencoder):  # on the grid views, as every headline number
+        frozen = emb.split("test")
+        row.update(reconstruction_error(trained, replace(frozen, image=frozen.image[:, views.kind.to_numpy() == "grid"])))
+    row["train_steps"] = trained.result.steps
+    row["best_step"] = trained.result.best_step
+    row["train_seconds"] = trained.result.seconds
+    row["trainable_parameters"] = sum(p.numel() for p in trained.model.parameters() if p.requires_grad)
+    return row, test
+
+
+@dataclass
+class MethodRun:
+    """Everything a method notebook shows: the trained head, its row, the results table, both test sets."""
+
+    trained: TrainedMethod
+    row: dict
+    results: pd.DataFrame
+    test: Embeddings  # after the head
+    baseline_test: Embeddings  # the frozen backbone's
+    views: pd.DataFrame
+    backbone: str
+    heads: HeadsConfig  # the settings it was trained with
+
+
+def run_method(name: str, cfg: RunConfig, layout: RunLayout, progress: bool = True) -> MethodRun:
+    """Train `name` on the run's embeddings, evaluate it on test, write metrics/<name>.json and results.csv."""
+    backbone = read_backbone_record(layout)
+    emb, views = load_embeddings(layout, cfg), load_views(layout)
+    trained = train_method(name, cfg, emb, views, layout, progress)
+    row, test = evaluate_method(trained, emb, views, canonical_view_id(views, cfg.backbone.pretrain.canonical_view))
+    results = write_result(layout, name, row, backbone["name"], emb.provenance, asdict(cfg.heads),
+                           {"differences_from_seed": "; ".join(trained.method.differences_from_seed)})
+    return MethodRun(trained, row, results, test, emb.split("test"), views, backbone["name"], cfg.heads)
