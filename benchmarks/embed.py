@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-from mvclip_utils.models.backbone import Backbone, create_tiny_model, load_backbone
-from mvclip_utils.core.schema import SPLITS
 from mvclip_utils.core.config import load_config
-from mvclip_utils.data.dataset import ViewImages, load_image, load_objects, load_views
-from mvclip_utils.models.embed import encode_views
 from mvclip_utils.core.runs import OUTPUTS_DIR, RunLayout
+from mvclip_utils.core.schema import SPLITS
+from mvclip_utils.data.dataset import ViewImages, load_image, load_objects, load_views
+from mvclip_utils.models.backbone import Backbone, create_tiny_model, load_backbone
+from mvclip_utils.models.embed import encode_views
 
 
 def main() -> None:

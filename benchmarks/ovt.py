@@ -23,9 +23,9 @@ def _run(model_name: str, size: int, variant: str, steps: int, batch: int, queue
 
     import open_clip
 
+    from mvclip_utils.models.adapters import OmniviewCLIP, trainable_parameters
     from mvclip_utils.models.backbone import create_tiny_model
     from mvclip_utils.models.losses import clip_loss
-    from mvclip_utils.models.adapters import OmniviewCLIP, trainable_parameters
 
     logging.getLogger().setLevel(logging.ERROR)  # random weights are intended here
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

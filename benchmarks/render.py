@@ -18,11 +18,11 @@ import tempfile
 from pathlib import Path
 
 from mvclip_utils.core.cameras import views_table
+from mvclip_utils.core.runs import RunLayout
 from mvclip_utils.core.schema import RenderConfig
 from mvclip_utils.data.objects import CATEGORIES, make_objects
-from mvclip_utils.data.render_scene import RenderJob
 from mvclip_utils.data.render_jobs import render_jobs
-from mvclip_utils.core.runs import RunLayout
+from mvclip_utils.data.render_scene import RenderJob
 
 
 def measure(label: str, cfg: RenderConfig, jobs: list[RenderJob], fresh: bool = False) -> float:

@@ -206,7 +206,8 @@ def write_index(layout: RunLayout, cfg: RunConfig, results: list[NotebookResult]
     rows = []
     digests = {r.config_digest for r in results if r.config_digest}
     for r in results:
-        report, executed, config = layout.report(r.stem), layout.executed_notebook(r.stem), layout.notebook_config(r.stem)
+        report, executed, config = (layout.report(r.stem), layout.executed_notebook(r.stem),
+                                    layout.notebook_config(r.stem))
         links = " · ".join(
             f'<a href="{p.relative_to(layout.root)}">{label}</a>'
             for p, label in ((report, "report"), (executed, "notebook"), (config, f"config {r.config_digest[:8]}"))

@@ -83,7 +83,8 @@ def variants(sets: list[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
 def variant_name(overrides: dict[str, Any]) -> str:
     """A file-name-safe name, e.g. 'seed=1,heads.lr=0.0003' -> 'seed-1_heads.lr-0.0003'; zipped keys whose
     last parts agree go by that part ('heads.seed,ovt.seed=1' -> 'seed-1')."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(f"{override_label(k)}-{v}" for k, v in overrides.items())).strip("-")
+    return re.sub(r"[^A-Za-z0-9._-]+", "-",
+                  "_".join(f"{override_label(k)}-{v}" for k, v in overrides.items())).strip("-")
 
 
 def override_label(key: str) -> str:
@@ -222,8 +223,9 @@ def swept_keys(run_dirs: list[Path | str]) -> list[str]:
 def collect(run_dirs: list[Path | str], over: str = "seed") -> pd.DataFrame:
     """The results tables of several runs in one: per method and per combination of the overrides other
     than `over` (a key, or zipped keys' label: `seed` for `heads.seed,ovt.seed`), the mean of every numeric
-    column, its standard error over the runs (`<column>_<over>_stderr`, e.g. `zero_shot_accuracy_seed_stderr`: std / sqrt(n), NaN for one run; the rows' own `*_stderr` columns
-    are over test objects within a run) and the number of runs `n_runs`."""
+    column, its standard error over the runs (`<column>_<over>_stderr`, e.g. `zero_shot_accuracy_seed_stderr`:
+    std / sqrt(n), NaN for one run; the rows' own `*_stderr` columns are over test objects within a run) and the
+    number of runs `n_runs`."""
     frames = []
     for run_dir in run_dirs:
         table_path = RunLayout(Path(run_dir)).results_table

@@ -33,11 +33,11 @@ run_dir = None
 # %%
 from IPython.display import Markdown, display
 
-from mvclip_utils.reports import figures, plots
-from mvclip_utils.core.config import load_config
 from mvclip_utils.core.cameras import canonical_view_id
-from mvclip_utils.data.dataset import build_dataset, describe_build, load_views
+from mvclip_utils.core.config import load_config
 from mvclip_utils.core.runs import RunLayout
+from mvclip_utils.data.dataset import build_dataset, describe_build, load_views
+from mvclip_utils.reports import figures, plots
 
 cfg = load_config(config_path)
 layout = RunLayout.for_run(cfg.run_name, run_dir)

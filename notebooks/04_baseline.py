@@ -44,24 +44,20 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mvclip_utils.reports import explore, figures, plots
-from mvclip_utils.evaluation import metrics, results
-from mvclip_utils.studies import summary
-from mvclip_utils.models.backbone import read_backbone_record
 from mvclip_utils.core.cameras import canonical_view_id
-from mvclip_utils.core.config import load_config
-from mvclip_utils.data.dataset import load_views
-from mvclip_utils.models.embed import load_embeddings
-from mvclip_utils.core.runs import RunLayout
+from mvclip_utils.evaluation import metrics, results
+from mvclip_utils.models.opened_run import open_run
+from mvclip_utils.reports import explore, figures, plots
+from mvclip_utils.studies import summary
 
-cfg = load_config(config_path)
-layout = RunLayout.for_run(cfg.run_name, run_dir)
+opened = open_run(config_path, run_dir)  # config, layout, dataset tables and fingerprint, backbone record: read once
+cfg, layout = opened.cfg, opened.layout
 figures.capture(layout)  # every figure also as PDF, SVG and PNG under figures/
-backbone = read_backbone_record(layout)
-views = load_views(layout)
+backbone = opened.backbone_record
+views = opened.views
 grid = (views.kind == "grid").to_numpy()
 canonical = canonical_view_id(views, cfg.backbone.pretrain.canonical_view)
-emb = load_embeddings(layout, cfg)
+emb = opened.embeddings
 test = emb.split("test")
 display(Markdown(f"**Backbone:** {backbone['name']} · **test objects:** {len(test.object_ids)} · "
                  f"**views:** {int(grid.sum())} grid + {int((~grid).sum())} ood · canonical view `{canonical}` · "

@@ -31,13 +31,12 @@ run_dir = None
 method = "contrastive_head"
 
 # %%
+from mvclip_utils.models.opened_run import open_run
 from mvclip_utils.reports import figures, pages
-from mvclip_utils.core.config import load_config
 from mvclip_utils.studies.head_methods import run_method
-from mvclip_utils.core.runs import RunLayout
 
-cfg = load_config(config_path)
-layout = RunLayout.for_run(cfg.run_name, run_dir)
+opened = open_run(config_path, run_dir)  # config, layout, dataset tables and fingerprint, backbone record: read once
+cfg, layout = opened.cfg, opened.layout
 figures.capture(layout)  # every figure also as PDF, SVG and PNG under figures/
-run = run_method(method, cfg, layout)
+run = run_method(method, opened)
 pages.show_method_run(run)

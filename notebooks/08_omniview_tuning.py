@@ -43,16 +43,15 @@ run_dir = None
 # %%
 from IPython.display import Markdown, display
 
-from mvclip_utils.reports import figures, plots
 from mvclip_utils.evaluation import metrics, results
+from mvclip_utils.models.opened_run import open_run
+from mvclip_utils.reports import figures, plots
 from mvclip_utils.studies import ovt
-from mvclip_utils.core.config import load_config
-from mvclip_utils.core.runs import RunLayout
 
-cfg = load_config(config_path)
-layout = RunLayout.for_run(cfg.run_name, run_dir)
+opened = open_run(config_path, run_dir)  # config, layout, dataset tables and fingerprint, backbone record: read once
+cfg, layout = opened.cfg, opened.layout
 figures.capture(layout)  # every figure also as PDF, SVG and PNG under figures/
-run = ovt.run_ovt(cfg, layout)
+run = ovt.run_ovt(opened)
 trainable, total = run.trainable
 display(Markdown(
     f"**Backbone:** {run.backbone} · trainable parameters of OVT: **{trainable:,}** of {total:,} "
@@ -110,7 +109,7 @@ plots.plot_corruption_accuracy({n: e.corruptions for n, e in run.evaluations.ite
 # %%
 display(ovt.consistency_table(run).rename(index=results.method_label).style.format(results.format_number).set_caption(f"Consistency on the grid views, {run.backbone}"))
 mean, std = metrics.view_pair_matrices(run.evaluations[ovt.METHOD].image)
-plots.plot_view_pair_heatmaps(mean, std, run.views, f"Same-object cosine similarity after Omniview-Tuning");
+plots.plot_view_pair_heatmaps(mean, std, run.views, "Same-object cosine similarity after Omniview-Tuning");
 
 # %% [markdown]
 # ## Ablations

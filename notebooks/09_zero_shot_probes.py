@@ -37,16 +37,15 @@ run_dir = None
 # %%
 from IPython.display import Markdown, display
 
+from mvclip_utils.evaluation import results
+from mvclip_utils.models.opened_run import open_run
 from mvclip_utils.reports import figures, plots
 from mvclip_utils.studies import probes
-from mvclip_utils.evaluation import results
-from mvclip_utils.core.config import load_config
-from mvclip_utils.core.runs import RunLayout
 
-cfg = load_config(config_path)
-layout = RunLayout.for_run(cfg.run_name, run_dir)
+opened = open_run(config_path, run_dir)  # config, layout, dataset tables and fingerprint, backbone record: read once
+cfg, layout = opened.cfg, opened.layout
 figures.capture(layout)  # every figure also as PDF, SVG and PNG under figures/
-study = probes.run_probe_study(cfg, layout)
+study = probes.run_probe_study(opened)
 first = next(iter(study.results))  # the run's own backbone (baseline), or cifar100
 baseline, data = study.results[first], study.data[first]
 summary = probes.few_shot_summary(baseline)

@@ -35,15 +35,14 @@ run_dir = None
 # %%
 from IPython.display import Markdown, display
 
+from mvclip_utils.models.opened_run import open_run
 from mvclip_utils.reports import figures, plots
 from mvclip_utils.studies import vqvae
-from mvclip_utils.core.config import load_config
-from mvclip_utils.core.runs import RunLayout
 
-cfg = load_config(config_path)
-layout = RunLayout.for_run(cfg.run_name, run_dir)
+opened = open_run(config_path, run_dir)  # config, layout, dataset tables and fingerprint, backbone record: read once
+cfg, layout = opened.cfg, opened.layout
 figures.capture(layout)  # every figure also as PDF, SVG and PNG under figures/
-run = vqvae.run_decoding(cfg, layout)
+run = vqvae.run_decoding(opened)
 d = cfg.decoding
 display(Markdown(
     f"**Backbone:** {run.backbone} · code grid {run.grid} x {run.grid} (the backbone's feature grid) · "

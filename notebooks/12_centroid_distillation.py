@@ -39,16 +39,15 @@ run_dir = None
 # %%
 from IPython.display import Markdown, display
 
-from mvclip_utils.studies import distill
-from mvclip_utils.reports import figures, plots
 from mvclip_utils.evaluation import metrics, results
-from mvclip_utils.core.config import load_config
-from mvclip_utils.core.runs import RunLayout
+from mvclip_utils.models.opened_run import open_run
+from mvclip_utils.reports import figures, plots
+from mvclip_utils.studies import distill
 
-cfg = load_config(config_path)
-layout = RunLayout.for_run(cfg.run_name, run_dir)
+opened = open_run(config_path, run_dir)  # config, layout, dataset tables and fingerprint, backbone record: read once
+cfg, layout = opened.cfg, opened.layout
 figures.capture(layout)  # every figure also as PDF, SVG and PNG under figures/
-run = distill.run_distillation(cfg, layout)
+run = distill.run_distillation(opened)
 display(Markdown(distill.describe_run(run, cfg.distill)))
 
 # %% [markdown]

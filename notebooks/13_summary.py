@@ -32,20 +32,18 @@ run_dir = None
 # %%
 from IPython.display import HTML, Markdown, display
 
-from mvclip_utils.studies import distill, summary
-from mvclip_utils.reports import figures, summary_plots
 from mvclip_utils.evaluation import results as results_table
-from mvclip_utils.models.backbone import read_backbone_record
-from mvclip_utils.core.config import load_config
-from mvclip_utils.core.runs import RunLayout
+from mvclip_utils.models.opened_run import open_run
+from mvclip_utils.reports import figures, summary_plots
+from mvclip_utils.studies import distill, summary
 
-cfg = load_config(config_path)
-layout = RunLayout.for_run(cfg.run_name, run_dir)
+opened = open_run(config_path, run_dir)  # config, layout, dataset tables and fingerprint, backbone record: read once
+cfg, layout = opened.cfg, opened.layout
 figures.capture(layout)  # every figure also as PDF, SVG and PNG under figures/
 results = results_table.load_results(layout)
 stale = results_table.stale_results(layout)
 seeds = results_table.load_seed_table(layout)  # `make seeds`: the methods over several seeds, when run
-display(Markdown(f"**Backbone:** {read_backbone_record(layout)['name']} · **run:** `{cfg.run_name}` · "
+display(Markdown(f"**Backbone:** {opened.backbone_name} · **run:** `{cfg.run_name}` · "
                  f"**test objects:** {int(results.n_objects.iloc[0])} x {int(results.n_grid_views.iloc[0])} grid "
                  f"+ {int(results.n_ood_views.iloc[0])} ood views"))
 display(summary.summary_table(results))
@@ -81,14 +79,14 @@ display(Markdown(summary.findings(results)))
 # by more than OVT's standard error.
 
 # %%
-summary_plots.plot_tradeoff(results, f"Clean against viewpoint-OOD zero-shot accuracy ({read_backbone_record(layout)['name']})",
+summary_plots.plot_tradeoff(results, f"Clean against viewpoint-OOD zero-shot accuracy ({opened.backbone_name})",
                       seeds);
 display(summary.methods_table(results, seeds))
 display(Markdown(distill.describe_target(results, seeds) + (
     "" if seeds is not None else "\n\nNo seeds sweep of this run yet: `make seeds` adds one.")))
 
 # %%
-summary_plots.plot_method_panels(results, f"Methods on the test objects ({read_backbone_record(layout)['name']})");
+summary_plots.plot_method_panels(results, f"Methods on the test objects ({opened.backbone_name})");
 
 # %% [markdown]
 # ## This run beside the seed's published table
@@ -107,7 +105,7 @@ display(summary.seed_comparison(results))
 # The tables above as CSV and as LaTeX (`booktabs`: `\usepackage{booktabs}`), under `tables/`.
 
 # %%
-written = summary.write_paper_tables(layout, results, read_backbone_record(layout)["name"], seeds)
+written = summary.write_paper_tables(layout, results, opened.backbone_name, seeds)
 display(HTML("<ul>" + "".join(f"<li>{t.table}: <a href='../{t.csv}'>{t.csv}</a> · <a href='../{t.tex}'>{t.tex}</a></li>"
                               for t in written.itertuples()) + "</ul>"))
 

@@ -53,10 +53,10 @@ def run_module(module: str, *args: str, env: dict | None = None, timeout: int = 
 def rendered_run_with_backbone(root: Path, overrides: dict | None = None):
     """A rendered tiny run with its mvclip-tiny pretrained and recorded as notebook 02 does:
     (config, layout, backbone). For tests of the notebooks that come after 02."""
-    from mvclip_utils.models.backbone import load_backbone, write_backbone_record
-    from mvclip_utils.data.dataset import build_dataset
-    from mvclip_utils.studies.pretrain import pretrain_tiny_clip
     from mvclip_utils.core.runs import RunLayout
+    from mvclip_utils.data.dataset import build_dataset
+    from mvclip_utils.models.backbone import load_backbone, write_backbone_record
+    from mvclip_utils.studies.pretrain import pretrain_tiny_clip
 
     layout = RunLayout(root)
     cfg = make_config(overrides)

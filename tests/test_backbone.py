@@ -11,10 +11,17 @@ import pytest
 import torch
 from PIL import Image
 
-from mvclip_utils.models.backbone import Backbone, BackboneLoadError, CaptionTokenizer, create_tiny_model, load_backbone, spatial_features, uint8_to_input
-from mvclip_utils.core.schema import BackboneConfig
 from mvclip_utils.core.runs import RunLayout
-
+from mvclip_utils.core.schema import BackboneConfig
+from mvclip_utils.models.backbone import (
+    Backbone,
+    BackboneLoadError,
+    CaptionTokenizer,
+    create_tiny_model,
+    load_backbone,
+    spatial_features,
+    uint8_to_input,
+)
 
 
 def test_tokenizer_keeps_end_of_text_the_largest_id():

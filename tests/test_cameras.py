@@ -2,12 +2,10 @@
 
 import numpy as np
 import pytest
-
-from mvclip_utils.core.cameras import camera_position, camera_to_world, project_points, views_table
-from mvclip_utils.core.schema import RenderConfig
-from mvclip_utils.core.cameras import canonical_view_id
-
 from helpers import make_config
+
+from mvclip_utils.core.cameras import camera_position, camera_to_world, canonical_view_id, project_points, views_table
+from mvclip_utils.core.schema import RenderConfig
 
 
 @pytest.mark.parametrize("az,el", [(0, 0), (30, 40), (200, 70), (90, -50), (0, 90), (123, -90)])

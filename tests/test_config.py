@@ -2,12 +2,11 @@
 
 import pytest
 import yaml
+from helpers import TINY, deep_update, make_config
 
-from mvclip_utils.core.schema import ConfigError
 from mvclip_utils.core.config import config_from_dict, dump_config, load_config
 from mvclip_utils.core.runs import PARAMS_DIR
-
-from helpers import TINY, deep_update, make_config
+from mvclip_utils.core.schema import ConfigError
 
 
 def error_of(overrides: dict) -> str:
@@ -90,7 +89,8 @@ def test_existing_file_is_resolved_against_the_yaml_folder(tmp_path):
 
 
 def test_semantic_checks():
-    assert error_of({"render": {"resolution": 0}}) == "render.resolution: expected a side in pixels between 16 and 2048, got 0"
+    assert (error_of({"render": {"resolution": 0}})
+            == "render.resolution: expected a side in pixels between 16 and 2048, got 0")
     assert error_of({"dataset": {"splits": {"test": 0.9}}}).startswith("dataset.splits: expected non-negative")
     assert "unknown category 'spaceship'" in error_of({"dataset": {"procedural": {"categories": ["spaceship"]}}})
     assert error_of({"render": {"elevations_deg": [100]}}).startswith("render.elevations_deg[0]")
@@ -142,10 +142,13 @@ def test_dump_and_load_round_trip(tmp_path):
      "segmentation.unet_depth: the UNet halves the 36 px renders 3 times; choose a depth whose 2**depth divides"),
     ({"segmentation": {"unet_lr": 0}}, "segmentation.unet_lr: expected a learning rate between"),
     ({"segmentation": {"cache_mb": -1}}, "segmentation.cache_mb: expected a size in MiB of at least 0, got -1"),
-    ({"render": {"resolution": 100000}}, "render.resolution: expected a side in pixels between 16 and 2048, got 100000"),
+    ({"render": {"resolution": 100000}},
+     "render.resolution: expected a side in pixels between 16 and 2048, got 100000"),
     ({"dataset": {"procedural": {"categories": ["mug"]}}}, "dataset.procedural.categories: expected at least 2"),
-    ({"dataset": {"objaverse": {"lvis_categories": ["mug"]}}}, "dataset.objaverse.lvis_categories: expected at least 2"),
-    ({"dataset": {"objaverse": {"lvis_categories": "some"}}}, "dataset.objaverse.lvis_categories: expected one of 'auto' or a list"),
+    ({"dataset": {"objaverse": {"lvis_categories": ["mug"]}}},
+     "dataset.objaverse.lvis_categories: expected at least 2"),
+    ({"dataset": {"objaverse": {"lvis_categories": "some"}}},
+     "dataset.objaverse.lvis_categories: expected one of 'auto' or a list"),
     ({"dataset": {"source": "objaverse", "objaverse": {"lvis_min_objects": 5},
                   "splits": {"pretrain": 0.0, "train": 0.7, "val": 0.1, "test": 0.2}},
       "backbone": {"model": "ViT-B-32", "pretrained": "openai"}},
@@ -201,7 +204,8 @@ def test_extends_merges_a_params_file_under_this_one(tmp_path):
 
 def test_ovt_ablations_change_only_the_keys_they_name_and_round_trip(tmp_path):
     cfg = make_config({"ovt": {"steps": 5, "vc_weight": 1.0},
-                       "ovt_ablations": [{"name": "lora_only", "viformer_layers": 0}, {"name": "lambda_2", "vc_weight": 2}]})
+                       "ovt_ablations": [{"name": "lora_only", "viformer_layers": 0},
+                                         {"name": "lambda_2", "vc_weight": 2}]})
     lora_only, lambda_2 = cfg.ovt_ablations
     assert lora_only.name == "lora_only" and lora_only.ovt.viformer_layers == 0 and lora_only.ovt.steps == 5
     assert lambda_2.ovt.vc_weight == 2.0 and lambda_2.ovt.viformer_layers == cfg.ovt.viformer_layers
@@ -214,7 +218,8 @@ def test_ovt_ablations_change_only_the_keys_they_name_and_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("ablations, message", [
-    ([{"name": "x", "lora_rank": 0, "viformer_layers": 0}], "ovt_ablations[0].lora_rank: and ovt_ablations[0].viformer_layers are both 0"),
+    ([{"name": "x", "lora_rank": 0, "viformer_layers": 0}],
+     "ovt_ablations[0].lora_rank: and ovt_ablations[0].viformer_layers are both 0"),
     ([{"name": "x", "vc_wieght": 2}], "ovt_ablations[0].vc_wieght: unknown key (did you mean 'vc_weight'?)"),
     ([{"vc_weight": 2}], "ovt_ablations[0]: expected a mapping with a name"),
     ([{"name": "a"}, {"name": "a"}], "ovt_ablations[1].name: expected a unique name"),

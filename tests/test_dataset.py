@@ -4,12 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-from mvclip_utils.evaluation.corruptions import CORRUPTIONS, SEVERITIES, Corruption, corrupt
-from mvclip_utils.data.dataset import ObjectViewBatches, ViewImages, build_dataset, collate_views
-from mvclip_utils.core.runs import RunLayout
-
 from helpers import make_config
+
+from mvclip_utils.core.runs import RunLayout
+from mvclip_utils.data.dataset import ObjectViewBatches, ViewImages, build_dataset, collate_views
+from mvclip_utils.evaluation.corruptions import CORRUPTIONS, SEVERITIES, Corruption, corrupt
 
 
 def test_failed_objects_take_no_split_place():
@@ -70,8 +69,8 @@ def test_object_view_batches_draw_p_objects_times_k_distinct_views():
 
 @pytest.mark.slow
 def test_view_images_stream_renders_with_the_backbone_transform(tmp_path):
-    from mvclip_utils.models.backbone import InputTransform, create_tiny_model
     from mvclip_utils.data.dataset import load_image
+    from mvclip_utils.models.backbone import InputTransform, create_tiny_model
 
     layout = RunLayout(tmp_path)
     build_dataset(make_config(), layout, progress=False)

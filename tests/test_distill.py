@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mvclip_utils.models import losses
 from mvclip_utils.core.schema import DistillConfig
+from mvclip_utils.models import losses
 from mvclip_utils.studies.distill import CentroidDistillation, frozen_centroids
 from mvclip_utils.studies.tuning import TuningStep
 
@@ -64,7 +64,8 @@ def test_the_objective_weighs_its_three_terms_and_records_them():
     distill = losses.distance_to_targets_loop(z[:5], centroids[[0, 1, 1, 3, 2]])
     keep = losses.distance_to_targets_loop(z[5:], clean[[2, 0]])
     assert float(objective.loss(step)) == pytest.approx(float(1.5 * 0.7 + 2.0 * distill + 0.5 * keep), abs=1e-5)
-    assert objective.history.distill == pytest.approx([float(distill)]) and objective.history.itc == [pytest.approx(0.7)]
+    assert (objective.history.distill == pytest.approx([float(distill)])
+            and objective.history.itc == [pytest.approx(0.7)])
 
 
 def test_the_keep_term_is_zero_when_clean_views_sit_at_their_frozen_embeddings():
@@ -78,13 +79,13 @@ def test_the_keep_term_is_zero_when_clean_views_sit_at_their_frozen_embeddings()
 def test_training_starts_with_the_keep_term_at_zero_and_never_moves_the_frozen_targets(tmp_path):
     from dataclasses import replace
 
+    from helpers import rendered_run_with_backbone
+
     from mvclip_utils.core.cameras import canonical_view_id
     from mvclip_utils.data.dataset import load_views
-    from mvclip_utils.studies.distill import frozen_targets, train_distillation
     from mvclip_utils.models.embed import embed_dataset
+    from mvclip_utils.studies.distill import frozen_targets, train_distillation
     from mvclip_utils.studies.tuning import tune_adapters
-
-    from helpers import rendered_run_with_backbone
 
     cfg, layout, backbone = rendered_run_with_backbone(tmp_path, {
         "dataset": {"procedural": {"objects_per_category": 4},

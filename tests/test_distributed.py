@@ -8,10 +8,9 @@ import subprocess
 
 import pytest
 import torch
+from helpers import PYTHON, REPO, rendered_run_with_backbone, write_config
 
 from mvclip_utils.core.distributed import RankBatches, Ranks
-
-from helpers import PYTHON, REPO, rendered_run_with_backbone, write_config
 
 OVT_RUN = {"dataset": {"procedural": {"objects_per_category": 4},
                        "splits": {"pretrain": 0.25, "train": 0.25, "val": 0.25, "test": 0.25}},
@@ -49,12 +48,12 @@ def _train(config, run_dir, processes: int) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_two_processes_train_the_adapters_of_one_process_with_the_same_global_batch(tmp_path):
-    from mvclip_utils.models.embed import embed_dataset, load_embeddings
+    from mvclip_utils.core.runs import RunLayout
     from mvclip_utils.data.dataset import ViewImages
+    from mvclip_utils.models.adapters import load_adapters
+    from mvclip_utils.models.embed import embed_dataset, load_embeddings
     from mvclip_utils.studies.ovt import METHOD, OVTHistory
     from mvclip_utils.studies.tuning import embed_views, read_trained
-    from mvclip_utils.models.adapters import load_adapters
-    from mvclip_utils.core.runs import RunLayout
 
     cfg, layout, backbone = rendered_run_with_backbone(tmp_path / "one", OVT_RUN)
     embed_dataset(cfg, layout, backbone, progress=False)

@@ -4,8 +4,8 @@ import copy
 
 import numpy as np
 import pytest
-
 from helpers import rendered_run_with_backbone, run_module, write_config
+
 from mvclip_utils.models.embed import embed_dataset, embed_shard, merge_embedding_shards
 
 pytestmark = pytest.mark.slow

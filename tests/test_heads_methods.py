@@ -4,17 +4,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import TINY, deep_update
 
-from mvclip_utils.evaluation import metrics, results
-from mvclip_utils.studies import summary
 from mvclip_utils.core.config import config_from_dict
-from mvclip_utils.models.embed import Embeddings
-from mvclip_utils.models.heads import MLPHead, ViewAutoencoder
-from mvclip_utils.studies.head_methods import METHODS, apply_method, evaluate_method, sample_views, train_method
 from mvclip_utils.core.runs import RunLayout
 from mvclip_utils.core.train import optimise
-
-from helpers import TINY, deep_update
+from mvclip_utils.evaluation import metrics, results
+from mvclip_utils.models.embed import Embeddings
+from mvclip_utils.models.heads import MLPHead, ViewAutoencoder
+from mvclip_utils.studies import summary
+from mvclip_utils.studies.head_methods import METHODS, apply_method, evaluate_method, sample_views, train_method
 
 
 def test_heads_can_output_negative_components_and_autoencoder_embeds_through_vi():

@@ -12,10 +12,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 from mvclip_utils.lab import DOCMANAGER, JUPYTEXT_VIEWER, configure_lab, overrides_path
-
-from helpers import REPO
 
 TOKEN = "mvclip-test-token"
 

@@ -15,8 +15,10 @@ def batch(b=4, k=3, d=8, seed=0):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_vectorised_losses_match_the_loops(seed):
     image, text = batch(seed=seed)
-    torch.testing.assert_close(losses.object_similarity_loss(image, text), losses.object_similarity_loss_loop(image, text))
-    torch.testing.assert_close(losses.seed_contrastive_loss(image, text), losses.seed_contrastive_loss_loop(image, text))
+    torch.testing.assert_close(losses.object_similarity_loss(image, text),
+                               losses.object_similarity_loss_loop(image, text))
+    torch.testing.assert_close(losses.seed_contrastive_loss(image, text),
+                               losses.seed_contrastive_loss_loop(image, text))
     torch.testing.assert_close(losses.multi_positive_infonce(image, text, 0.1),
                                losses.multi_positive_infonce_loop(image, text, 0.1))
 

@@ -51,7 +51,8 @@ def test_known_values_on_constructed_embeddings():
     assert (cross.mean, cross.pooled_std, cross.pairs) == (0.0, 0.0, 18)
     ti = metrics.text_image_similarity(image, text)
     assert ti.mean == 0.5 and ti.pooled_std == 0.5 and ti.object_std == 0.5
-    assert metrics.view_retrieval(image) == {"recall_at_1": 1.0, "mAP": 1.0, "recall_at_1_stderr": 0.0, "mAP_stderr": 0.0}
+    assert metrics.view_retrieval(image) == {"recall_at_1": 1.0, "mAP": 1.0,
+                                             "recall_at_1_stderr": 0.0, "mAP_stderr": 0.0}
     mean, std = metrics.view_pair_matrices(image)
     np.testing.assert_allclose(mean, np.ones((3, 3)))
     np.testing.assert_allclose(std, np.zeros((3, 3)))
@@ -123,7 +124,8 @@ def test_caption_retrieval_table_rows_and_missing_results(tmp_path):
 
 
 def grid_and_ood_views(n_grid=4, n_ood=2) -> pd.DataFrame:
-    return pd.DataFrame({"view_id": [f"el+40_az{90 * i:03d}" for i in range(n_grid)] + [f"ood_{i}" for i in range(n_ood)],
+    return pd.DataFrame({"view_id": [f"el+40_az{90 * i:03d}" for i in range(n_grid)]
+                         + [f"ood_{i}" for i in range(n_ood)],
                          "azimuth_deg": [90.0 * i for i in range(n_grid)] + [0.0] * n_ood,
                          "elevation_deg": [40.0] * n_grid + [-50.0] * n_ood, "distance": 1.5,
                          "kind": ["grid"] * n_grid + ["ood"] * n_ood})

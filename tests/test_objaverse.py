@@ -9,16 +9,15 @@ import numpy as np
 import objaverse
 import pandas as pd
 import pytest
+from helpers import REPO, run_module, write_config
 
-from mvclip_utils.core.schema import ConfigError, ObjaverseConfig, min_objects_per_category, needed_splits
 from mvclip_utils.core.config import load_config
+from mvclip_utils.core.runs import RunLayout
+from mvclip_utils.core.schema import ConfigError, ObjaverseConfig, min_objects_per_category, needed_splits
 from mvclip_utils.data.dataset import load_image, load_mask
 from mvclip_utils.data.objaverse_source import assign_lvis_categories, select_objects, write_local_cache
 from mvclip_utils.data.objects import make_object
 from mvclip_utils.data.render_jobs import export_glbs
-from mvclip_utils.core.runs import RunLayout
-
-from helpers import REPO, run_module, write_config
 
 
 def food(name):

@@ -7,8 +7,16 @@ import open_clip
 import pytest
 import torch
 
+from mvclip_utils.models.adapters import (
+    AdapterConfig,
+    OmniviewCLIP,
+    VIFormer,
+    load_adapters,
+    save_adapters,
+    trainable_parameters,
+    tuned_backbone,
+)
 from mvclip_utils.models.backbone import Backbone, InputTransform, create_tiny_model
-from mvclip_utils.models.adapters import AdapterConfig, OmniviewCLIP, VIFormer, load_adapters, save_adapters, trainable_parameters, tuned_backbone
 
 
 def tiny():
@@ -111,12 +119,12 @@ def test_one_ovt_step_lowers_the_loss_on_a_fixed_batch():
 
 @pytest.mark.slow
 def test_train_ovt_runs_the_minimax_loop_on_renders(tmp_path):
-    from mvclip_utils.models.backbone import CaptionTokenizer
-    from mvclip_utils.data.dataset import build_dataset
-    from mvclip_utils.studies.ovt import train_ovt
-    from mvclip_utils.core.runs import RunLayout
-
     from helpers import make_config
+
+    from mvclip_utils.core.runs import RunLayout
+    from mvclip_utils.data.dataset import build_dataset
+    from mvclip_utils.models.backbone import CaptionTokenizer
+    from mvclip_utils.studies.ovt import train_ovt
 
     cfg = make_config({"dataset": {"procedural": {"objects_per_category": 4},
                                    "splits": {"pretrain": 0.25, "train": 0.25, "val": 0.25, "test": 0.25}},

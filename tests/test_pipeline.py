@@ -8,11 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
-from mvclip_utils.pipeline import discover_notebooks, parse_only
-from mvclip_utils.core.runs import PARAMS_DIR
-
 from helpers import run_module, write_config
+
+from mvclip_utils.core.runs import PARAMS_DIR
+from mvclip_utils.pipeline import discover_notebooks, parse_only
 
 NOTEBOOK_HEADER = """# ---
 # jupyter:
@@ -74,9 +73,8 @@ def well_formed_tabular(tex: str) -> None:
 def check_figures_and_tables(run_dir) -> None:
     """Every report's figures as PDF, SVG and PNG, each linked from the index and anchored in its report,
     readable at print size; the summary's tables as CSV and well-formed LaTeX; the combined report."""
-    from mvclip_utils.reports.figures import figure_index
-
     from mvclip_utils.core.runs import RunLayout
+    from mvclip_utils.reports.figures import figure_index
 
     index = figure_index(RunLayout(run_dir))
     assert set(index.notebook) == {p.stem for p in (run_dir / "notebooks").glob("*.ipynb")}

@@ -1,14 +1,16 @@
 """Pretraining the tiny backbone and embedding a real rendered dataset, with their caches."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from mvclip_utils.models.backbone import CaptionTokenizer, load_backbone, read_backbone_record, write_backbone_record
+from mvclip_utils.core.runs import RunLayout, StaleArtifactError
 from mvclip_utils.data.dataset import build_dataset, load_objects
+from mvclip_utils.models.backbone import CaptionTokenizer, load_backbone, read_backbone_record, write_backbone_record
 from mvclip_utils.models.embed import embed_dataset, load_embeddings
 from mvclip_utils.studies.pretrain import pretrain_tiny_clip, pretrain_view_ids, random_crops
-from mvclip_utils.core.runs import RunLayout, StaleArtifactError
 
 
 def tiny_checkpoint(layout, slug="mvclip-tiny"):
@@ -58,7 +60,8 @@ def test_vocabulary_comes_from_the_pretrain_split_only(rendered):
     pretrain_tiny_clip(cfg, layout, progress=False)
     vocabulary = set(CaptionTokenizer.load(layout.backbone_vocabulary("mvclip-tiny")).words)
     objects = load_objects(layout)
-    words = lambda split: {w for c in objects[objects.split == split].caption for w in CaptionTokenizer.split(c)}
+    def words(split):
+        return {w for c in objects[objects.split == split].caption for w in CaptionTokenizer.split(c)}
     assert words("pretrain") <= vocabulary
     test_only = words("test") - words("pretrain") - {"mug", "bottle", "car"}
     assert test_only and not (test_only & vocabulary), "no word only test captions use is in the vocabulary"
@@ -100,7 +103,8 @@ def test_embeddings_cover_every_view_and_are_cached(rendered):
     # Batched embeddings equal one-image-at-a-time ones.
     from mvclip_utils.data.dataset import load_image
 
-    single = backbone.encode_images(backbone.uint8_to_input(torch.from_numpy(load_image(layout, "car_0001", "ood_below"))[None]))
+    single = backbone.encode_images(
+        backbone.uint8_to_input(torch.from_numpy(load_image(layout, "car_0001", "ood_below"))[None]))
     i, v = list(emb.object_ids).index("car_0001"), list(emb.view_ids).index("ood_below")
     np.testing.assert_allclose(emb.image[i, v], single[0].numpy(), atol=1e-5)
 
@@ -137,3 +141,32 @@ def test_random_crops_keep_shape_and_change_content():
     out = random_crops(x, 0.5)
     assert out.shape == x.shape and not torch.allclose(out, x)
     torch.testing.assert_close(random_crops(x, 1.0), x)
+
+
+def test_an_opened_run_reads_and_checks_once_and_the_fingerprint_follows_the_status_files(rendered):
+    from mvclip_utils.data.dataset import _fingerprint, dataset_fingerprint, load_views
+    from mvclip_utils.models.embed import load_embeddings
+    from mvclip_utils.models.opened_run import OpenedRun
+
+    layout = rendered
+    cfg = make_config(FAST)
+    record = pretrain_tiny_clip(cfg, layout, progress=False)
+    backbone = load_backbone(cfg.backbone, layout)
+    write_backbone_record(layout, backbone, record.dataset_fingerprint)
+    embed_dataset(cfg, layout, backbone, progress=False)
+    opened = OpenedRun.open(cfg, layout)
+    assert opened.dataset_fingerprint == _fingerprint(layout, load_objects(layout), load_views(layout))
+    assert opened.backbone_record["identity"] == read_backbone_record(layout)["identity"]
+    assert opened.embeddings is opened.embeddings  # read and checked once
+    np.testing.assert_array_equal(opened.embeddings.image, load_embeddings(layout, cfg).image)
+    # A status file changed behind the process's back (not by a rename) changes the fingerprint it gives.
+    status = layout.status_path(opened.objects.object_id[0])
+    text = status.read_text()
+    changed = json.loads(text)
+    changed["views"][opened.views.view_id[0]] = "a view rendered with other settings"
+    try:
+        status.write_text(json.dumps(changed))
+        assert dataset_fingerprint(layout) != opened.dataset_fingerprint
+    finally:
+        status.write_text(text)
+    assert dataset_fingerprint(layout) == opened.dataset_fingerprint

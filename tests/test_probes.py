@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from mvclip_utils.studies import probes
 from mvclip_utils.evaluation.metrics import zero_shot_predictions
+from mvclip_utils.studies import probes
 
 
 def clustered(n_per_class=30, classes=4, dim=16, noise=0.8, seed=0):
@@ -71,7 +71,8 @@ def test_the_linear_probe_picks_c_on_val_and_scores_as_sklearn_does():
     probe = probes.linear_probe(train_x, train_y, val_x, val_y, [0.01, 1.0, 100.0])
     assert set(probe.val_accuracy) == {0.01, 1.0, 100.0}
     assert probe.val_accuracy[probe.C] == max(probe.val_accuracy.values())
-    norm = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
+    def norm(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
     reference = make_pipeline(StandardScaler(), LogisticRegression(C=probe.C, max_iter=1000))
     reference.fit(norm(np.concatenate([train_x, val_x])), np.concatenate([train_y, val_y]))
     for C in probe.val_accuracy:  # each C's validation score is sklearn's own (warm starts change no optimum)
@@ -111,11 +112,10 @@ def test_cifar100_config_runs_notebook_09_alone_on_a_local_dataset_and_a_random_
     import open_clip
     import pandas as pd
     import yaml
-
-    from mvclip_utils.data.cifar import CifarSplit, write_cifar100
-    from mvclip_utils.core.runs import PARAMS_DIR
-
     from helpers import run_module
+
+    from mvclip_utils.core.runs import PARAMS_DIR
+    from mvclip_utils.data.cifar import CifarSplit, write_cifar100
 
     rng = np.random.default_rng(0)
     colours = np.array([[220, 30, 30], [30, 200, 40], [40, 40, 210]], dtype=np.int64)

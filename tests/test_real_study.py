@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
 from helpers import run_module
+
+from mvclip_utils.core.runs import PARAMS_DIR
 from mvclip_utils.data.objaverse_source import write_local_cache
 from mvclip_utils.data.objects import make_object
 from mvclip_utils.data.render_jobs import export_glbs
-from mvclip_utils.core.runs import PARAMS_DIR
 
 pytestmark = pytest.mark.slow
 

@@ -5,16 +5,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
-
-from mvclip_utils.core.cameras import project_points
-from mvclip_utils.data.dataset import build_dataset, load_image, load_mask
-from mvclip_utils.data.objects import make_object
-from mvclip_utils.data.render_scene import MAX_LABELS, decode_label_image, label_colour, _srgb_bytes
-from mvclip_utils.core.runs import RunLayout
-
 from helpers import make_config
 from test_render_incremental import render_run
+
+from mvclip_utils.core.cameras import project_points
+from mvclip_utils.core.runs import RunLayout
+from mvclip_utils.data.dataset import build_dataset, load_image, load_mask
+from mvclip_utils.data.objects import make_object
+from mvclip_utils.data.render_scene import MAX_LABELS, _srgb_bytes, decode_label_image, label_colour
 
 pytestmark = pytest.mark.slow
 

@@ -12,17 +12,16 @@ import uuid
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
-from mvclip_utils.data import render_jobs as render
-from mvclip_utils.core.schema import RunConfig
-from mvclip_utils.data.dataset import source_manifest
-from mvclip_utils.data.render_scene import RenderJob
-from mvclip_utils.data.render_jobs import RenderSummary, _commit_object, pending_jobs, read_status, render_jobs
-from mvclip_utils.core.runs import RunLayout
-
 from helpers import REPO, TINY, make_config, write_config
+from PIL import Image
 from test_resume import LONGER, view_records
+
+from mvclip_utils.core.runs import RunLayout
+from mvclip_utils.core.schema import RunConfig
+from mvclip_utils.data import render_jobs as render
+from mvclip_utils.data.dataset import source_manifest
+from mvclip_utils.data.render_jobs import RenderSummary, _commit_object, pending_jobs, read_status, render_jobs
+from mvclip_utils.data.render_scene import RenderJob
 
 FAR_VIEW = {"name": "far", "azimuth_deg": 45, "elevation_deg": 20, "distance": 3.0}
 

@@ -1,7 +1,6 @@
 """Paper-ready reports: figure files and their index, tables for a paper, display names and precision,
 the training sentences, the terminal's time left, the view explorer's numbers."""
 
-import re
 
 import matplotlib
 
@@ -11,15 +10,16 @@ import nbformat  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from test_pipeline import well_formed_tabular  # noqa: E402
 
-from mvclip_utils.reports import figures  # noqa: E402
-from mvclip_utils.evaluation import metrics, results
-from mvclip_utils.reports import summary_plots
-from mvclip_utils.studies import summary
 from mvclip_utils.core.runs import RunLayout  # noqa: E402
 from mvclip_utils.core.train import TrainResult, describe_training  # noqa: E402
-
-from test_pipeline import well_formed_tabular  # noqa: E402
+from mvclip_utils.evaluation import metrics, results
+from mvclip_utils.reports import (
+    figures,  # noqa: E402
+    summary_plots,
+)
+from mvclip_utils.studies import summary
 
 
 def test_figure_names_are_stable_slugs_of_the_title():
@@ -78,7 +78,8 @@ def test_reports_get_an_anchor_before_each_named_figure_and_the_index_links_to_i
 
 
 def test_numbers_get_sensible_precision_and_methods_display_names():
-    assert [results.format_number(v) for v in (0.00059, 0.5, 0.0, 12345.6, np.int64(7_000_000), float("nan"), -0.0031)] \
+    assert [results.format_number(v)
+            for v in (0.00059, 0.5, 0.0, 12345.6, np.int64(7_000_000), float("nan"), -0.0031)] \
         == ["5.9e-4", "0.500", "0", "12,346", "7,000,000", "", "-3.1e-3"]
     assert results.method_label("object_head") == "object head"
     assert results.method_label("my_new_method") == "my new method"
@@ -179,7 +180,8 @@ def test_the_view_explorer_ranks_neighbours_without_the_view_itself():
 
 def _tradeoff_rows() -> pd.DataFrame:
     """Constructed rows of every embedding method: (clean, viewpoint-OOD, its stderr over objects)."""
-    numbers = {"baseline": (0.955, 0.307, 0.02), "object_head": (0.318, 0.30, 0.03), "itc_finetune": (0.955, 0.564, 0.02),
+    numbers = {"baseline": (0.955, 0.307, 0.02), "object_head": (0.318, 0.30, 0.03),
+               "itc_finetune": (0.955, 0.564, 0.02),
                "omniview_tuning": (0.939, 0.564, 0.023), "centroid_distillation": (0.939, 0.553, 0.022)}
     return pd.DataFrame([{"method": m, "zero_shot_accuracy_canonical": c, "zero_shot_accuracy_other_grid": v,
                           "zero_shot_accuracy_other_grid_stderr": e, "zero_shot_accuracy_canonical_stderr": 0.018,

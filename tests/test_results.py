@@ -4,13 +4,12 @@ import json
 
 import pandas as pd
 import pytest
-
-from mvclip_utils.evaluation import results
-from mvclip_utils.core.cameras import views_table
-from mvclip_utils.data.dataset import dataset_fingerprint
-from mvclip_utils.core.runs import RunLayout, StaleArtifactError, atomic_write_json, atomic_write_parquet
-
 from helpers import make_config
+
+from mvclip_utils.core.cameras import views_table
+from mvclip_utils.core.runs import RunLayout, StaleArtifactError, atomic_write_json, atomic_write_parquet
+from mvclip_utils.data.dataset import dataset_fingerprint
+from mvclip_utils.evaluation import results
 
 
 def fake_run(tmp_path, identity="mvclip-tiny|abc", ood_views=None) -> RunLayout:
@@ -84,7 +83,8 @@ def test_a_backbone_record_of_another_dataset_is_refused(tmp_path):
     from mvclip_utils.core.runs import file_digest
 
     atomic_write_json(layout.backbone_record, {"name": "tiny", "slug": "mvclip-tiny",
-                                               "identity": f"mvclip-tiny|{file_digest(layout.backbone / 'mvclip-tiny.pt')}",
+                                               "identity": "mvclip-tiny|"
+                                                           f"{file_digest(layout.backbone / 'mvclip-tiny.pt')}",
                                                "dataset_fingerprint": dataset_fingerprint(layout)})
     assert read_backbone_record(layout)["slug"] == "mvclip-tiny"
 

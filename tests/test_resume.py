@@ -8,23 +8,22 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
+from helpers import REPO, write_config
 from PIL import Image
 
 from mvclip_utils.core.cameras import views_table
-from mvclip_utils.core.schema import RunConfig
 from mvclip_utils.core.config import load_config
+from mvclip_utils.core.runs import RunLayout
+from mvclip_utils.core.schema import RunConfig
 from mvclip_utils.data.dataset import build_dataset, source_manifest
 from mvclip_utils.data.render_jobs import render_fingerprint, view_fingerprints
-from mvclip_utils.core.runs import RunLayout
-
-from helpers import REPO, write_config
 
 pytestmark = pytest.mark.slow
 
-# 24 objects x 38 views (12 x 3 grid + the 2 ood views of the tiny config) at 48 px: long enough (several seconds) to interrupt.
+# 24 objects x 38 views (12 x 3 grid + the 2 ood views of the tiny config) at 48 px: long enough (several seconds)
+# to interrupt.
 LONGER = {"dataset": {"procedural": {"categories": ["mug", "chair", "car", "house", "lamp", "bottle"],
                                      "objects_per_category": 4}},
           "render": {"resolution": 48, "azimuths": 12, "elevations_deg": [70, 40, 10]}}

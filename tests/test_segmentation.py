@@ -10,7 +10,7 @@ from mvclip_utils.studies.segmentation import FeatureDecoder, LinearPatchProbe, 
 @pytest.mark.parametrize("make, inputs", [
     (lambda: FeatureDecoder(16, grid=4, size=32, n_classes=5, channels=16), torch.randn(4, 16, 4, 4)),
     (lambda: LinearPatchProbe(16, size=32, n_classes=5), torch.randn(4, 16, 4, 4)),
-    (lambda: SmallUNet(5, channels=8, depth=2), torch.rand(4, 3, 32, 32)),
+    pytest.param(lambda: SmallUNet(5, channels=8, depth=2), torch.rand(4, 3, 32, 32), marks=pytest.mark.slow),
 ])
 def test_each_model_gives_class_logits_per_pixel_and_training_lowers_the_loss(make, inputs):
     torch.manual_seed(0)

@@ -6,12 +6,13 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from helpers import rendered_run_with_backbone
-from mvclip_utils.studies import segmentation
-from mvclip_utils.models.backbone import InputTransform, load_backbone
+
 from mvclip_utils.data.dataset import PartClasses, ViewImages, load_mask, load_objects, load_views
 from mvclip_utils.evaluation.results import load_results
+from mvclip_utils.models.backbone import InputTransform, load_backbone
+from mvclip_utils.models.opened_run import OpenedRun
+from mvclip_utils.studies import segmentation
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +63,7 @@ def test_train_batches_are_the_same_sequence_in_memory_and_from_disk(run):
 
 def test_run_segmentation_writes_rows_models_and_sensible_baselines(run):
     cfg, layout = run
-    result = segmentation.run_segmentation(cfg, layout, progress=False)
+    result = segmentation.run_segmentation(OpenedRun.open(cfg, layout), progress=False)
     rows = result.rows
     assert rows["category"]["seg_foreground_iou"] == rows["foreground"]["seg_foreground_iou"] == 1.0  # true silhouettes
     assert rows["prior"]["seg_foreground_iou"] < 1.0

@@ -7,11 +7,11 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers import PYTHON, REPO, run_module, write_config
-from mvclip_utils.data.dataset import load_image
-from mvclip_utils.core.shards import parse_shard, shard_items
+
 from mvclip_utils.core.runs import RunLayout
+from mvclip_utils.core.shards import parse_shard, shard_items
+from mvclip_utils.data.dataset import load_image
 
 SLURM = REPO / "scripts" / "slurm"
 
@@ -49,7 +49,8 @@ def test_two_concurrent_shards_then_a_merge_equal_one_unsharded_build(tmp_path):
     record.write_text(saved)
     merged = run_module("mvclip_utils", "render", "--config", str(config), "--run-dir", str(sharded), "--merge", "2")
     assert merged.returncode == 0, merged.stderr[-3000:]
-    assert run_module("mvclip_utils", "render", "--config", str(config), "--run-dir", str(whole), "--quiet").returncode == 0
+    assert run_module("mvclip_utils", "render", "--config", str(config), "--run-dir", str(whole),
+                      "--quiet").returncode == 0
 
     columns = ["object_id", "category", "status", "split"]
     a, b = pd.read_parquet(layout.objects_table), pd.read_parquet(RunLayout(whole).objects_table)

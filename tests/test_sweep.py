@@ -6,12 +6,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers import REPO, run_module
-from mvclip_utils.core.schema import ConfigError
+
 from mvclip_utils.core.config import load_config
-from mvclip_utils.core.runs import RunLayout
-from mvclip_utils.core.runs import VARIANT_FILE
+from mvclip_utils.core.runs import VARIANT_FILE, RunLayout
+from mvclip_utils.core.schema import ConfigError
 from mvclip_utils.sweep import collect, nested, parse_set, variant_name, variants, write_variant_config
 
 PARAMS = REPO / "params"

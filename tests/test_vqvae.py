@@ -47,6 +47,7 @@ def test_the_straight_through_gradient_reaches_the_projection_and_the_codebook_d
         VQVAE("resnet", 16, 4, 16, 8, 4)
 
 
+@pytest.mark.slow  # trains two VQ-VAEs for a while: half a minute
 def test_decoding_a_fixed_batch_lowers_the_loss_for_both_encoders():
     torch.manual_seed(0)
     images = torch.rand(4, 3, 16, 16)

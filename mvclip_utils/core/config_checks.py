@@ -105,7 +105,8 @@ def _check_backbone(cfg: RunConfig) -> None:
         _check_range(key, value, 0)
     _check_templates("backbone.pretrain.caption_templates", p.caption_templates)
     if not 0.0 <= p.category_caption_prob <= 1.0:
-        fail("backbone.pretrain.category_caption_prob", f"expected a probability in [0, 1], got {p.category_caption_prob}")
+        fail("backbone.pretrain.category_caption_prob",
+             f"expected a probability in [0, 1], got {p.category_caption_prob}")
     if not 0.0 < p.augment_scale <= 1.0:
         fail("backbone.pretrain.augment_scale", f"expected a fraction in (0, 1], got {p.augment_scale}")
     if p.canonical_view:
@@ -167,7 +168,8 @@ def _check_clean_mix(cfg: RunConfig) -> None:
 
 def _check_pipeline(cfg: RunConfig) -> None:
     _check_integers({"pipeline.notebook_timeout_s": cfg.pipeline.notebook_timeout_s})
-    if cfg.pipeline.notebooks and not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", cfg.pipeline.notebooks.replace(" ", "")):
+    if cfg.pipeline.notebooks and not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*",
+                                                   cfg.pipeline.notebooks.replace(" ", "")):
         fail("pipeline.notebooks", f"expected numbers and ranges such as '09' or '01-04,08', got "
                                    f"{cfg.pipeline.notebooks!r}")
     if cfg.dataset.source == "cifar100" and cfg.pipeline.notebooks.strip() not in ("09", "9"):

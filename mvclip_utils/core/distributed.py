@@ -22,7 +22,6 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 
-
 def _edges(n: int, parts: int) -> np.ndarray:
     return np.linspace(0, n, parts + 1).round().astype(int)
 

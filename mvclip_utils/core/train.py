@@ -36,8 +36,10 @@ def describe_training(result: TrainResult, planned_steps: int, patience: int | N
     text = f"Trained for {result.steps} of {planned_steps} steps in {result.seconds:.1f} s."
     if result.val_steps:
         first = result.best_step == result.val_steps[0]
+        which = ("the first check" if first
+                 else f"check {result.val_steps.index(result.best_step) + 1} of {len(result.val_steps)}")
         text += (f" The validation loss was lowest at step {result.best_step} ({min(result.val_losses):.4g}, "
-                 f"{'the first check' if first else f'check {result.val_steps.index(result.best_step) + 1} of {len(result.val_steps)}'}); "
+                 f"{which}); "
                  f"those weights are kept.")
         if first:
             text += (" Every later check was worse: what the training objects teach does not carry over to the "

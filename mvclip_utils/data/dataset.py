@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -202,13 +203,26 @@ def load_objects(layout: RunLayout) -> pd.DataFrame:
     if not layout.objects_table.exists():
         raise FileNotFoundError(f"{layout.objects_table} is missing: run notebook 01_render first "
                                 f"(mvclip run --config ... --only 01)")
-    return pd.read_parquet(layout.objects_table)
+    return _read_table(layout.objects_table)
 
 
 def load_views(layout: RunLayout) -> pd.DataFrame:
     if not layout.views_table.exists():
         raise FileNotFoundError(f"{layout.views_table} is missing: run notebook 01_render first")
-    return pd.read_parquet(layout.views_table)
+    return _read_table(layout.views_table)
+
+
+_TABLES: dict[str, tuple[tuple[int, int] | None, pd.DataFrame]] = {}
+
+
+def _read_table(path) -> pd.DataFrame:
+    """A manifest read once per version of its file in a process (studies ask for it many times); a copy,
+    so that no caller's change reaches another."""
+    key = _stat_key(path)
+    cached = _TABLES.get(str(path))
+    if cached is None or cached[0] != key:
+        cached = _TABLES[str(path)] = (key, pd.read_parquet(path))
+    return cached[1].copy()
 
 
 def load_image(layout: RunLayout, object_id: str, view_id: str) -> np.ndarray:
@@ -231,14 +245,48 @@ def load_images(layout: RunLayout, object_ids: list[str], view_ids: list[str]) -
     return out
 
 
-def dataset_fingerprint(layout: RunLayout) -> str:
+def dataset_fingerprint(layout: RunLayout, objects: pd.DataFrame | None = None,
+                        views: pd.DataFrame | None = None) -> str:
     """Changes whenever the rendered dataset does: objects, captions, categories, splits, and
-    the fingerprint of every current view of every rendered object (its pixels' settings)."""
-    objects = load_objects(layout)
+    the fingerprint of every current view of every rendered object (its pixels' settings).
+
+    It parses every object's status file, so it is computed once per state of the dataset in a process:
+    the result is kept while the tables and every status file keep their size and modification time
+    (a stat each, not a parse). `objects` and `views`: the tables when the caller has read them already."""
+    key = (str(layout.root), _stat_key(layout.objects_table), _stat_key(layout.views_table),
+           _status_key(layout.render_status))
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS.clear()  # one dataset state per process is all a notebook needs
+        _FINGERPRINTS[key] = _fingerprint(layout, load_objects(layout) if objects is None else objects,
+                                          load_views(layout) if views is None else views)
+    return _FINGERPRINTS[key]
+
+
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def _stat_key(path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _status_key(folder) -> int:
+    try:
+        with os.scandir(folder) as entries:
+            return hash(frozenset((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries))
+    except FileNotFoundError:
+        return 0
+
+
+def _fingerprint(layout: RunLayout, objects: pd.DataFrame, views: pd.DataFrame) -> str:
     ok = objects[objects.status == "ok"]
-    view_ids = load_views(layout).view_id.tolist()
+    view_ids = views.view_id.tolist()
     h = hashlib.sha256()
-    h.update(pd.util.hash_pandas_object(ok[["object_id", "caption", "category", "split"]], index=False).values.tobytes())
+    h.update(pd.util.hash_pandas_object(ok[["object_id", "caption", "category", "split"]],
+                                        index=False).values.tobytes())
     for oid in ok.object_id:
         rendered = json.loads(layout.status_path(oid).read_text()).get("views", {})
         h.update(json.dumps([rendered.get(v, "") for v in view_ids]).encode())

@@ -41,7 +41,8 @@ def _import_objaverse() -> types.ModuleType:
     try:
         import objaverse  # late: optional: only the Objaverse source needs it (and it reads its cache on import)
     except ImportError as exc:  # pragma: no cover - it is a dependency
-        raise ImportError("dataset.source is 'objaverse' but the objaverse package is missing: pip install objaverse") from exc
+        raise ImportError("dataset.source is 'objaverse' but the objaverse package is missing: "
+                          "pip install objaverse") from exc
     return objaverse
 
 

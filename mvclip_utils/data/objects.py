@@ -161,8 +161,8 @@ def _car(b: _Builder) -> tuple[str, dict]:
     z0 = wheel_r
     b.add("body", "box", (0, 0, z0 + height / 2), (width / 2, length / 2, height / 2), body, finish=fin)
     cabin_len = length * b.rng.uniform(0.35, 0.55)
-    b.add("cabin", "box", (0, length / 2 - cabin_len / 2 - 0.08, z0 + height + 0.09), (width / 2 - 0.03, cabin_len / 2, 0.09),
-          roof)
+    b.add("cabin", "box", (0, length / 2 - cabin_len / 2 - 0.08, z0 + height + 0.09),
+          (width / 2 - 0.03, cabin_len / 2, 0.09), roof)
     for sx in (-1, 1):
         for sy in (-1, 1):
             b.add("wheel", "cylinder", (sx * width / 2, sy * length * 0.32, wheel_r), (wheel_r, wheel_r, 0.04), "black",
@@ -289,10 +289,12 @@ def _bookshelf(b: _Builder) -> tuple[str, dict]:
         x = -w / 2 + 0.05
         while x < w / 2 - 0.08:
             bw, bh = b.rng.uniform(0.04, 0.09), gap * b.rng.uniform(0.5, 0.85)
-            b.add("book", "box", (x + bw / 2, -0.02, i * gap + 0.03 + bh / 2), (bw / 2, d / 2 - 0.05, bh / 2), b.colour())
+            b.add("book", "box", (x + bw / 2, -0.02, i * gap + 0.03 + bh / 2), (bw / 2, d / 2 - 0.05, bh / 2),
+                  b.colour())
             x += bw + 0.005
     tall = _size_word(h, 0.6, 1.2, "low", "tall")
-    return _caption(tall, wood, "bookshelf with", {2: "two", 3: "three", 4: "four"}[n], "shelves of books"), {"shelves": n}
+    return (_caption(tall, wood, "bookshelf with", {2: "two", 3: "three", 4: "four"}[n], "shelves of books"),
+            {"shelves": n})
 
 
 def _boat(b: _Builder) -> tuple[str, dict]:

@@ -35,7 +35,7 @@ from typing import Iterable
 from ..core.progress import progress_bar
 from ..core.runs import RunLayout, atomic_write_text, digest
 from ..core.schema import RenderConfig
-from .render_scene import RenderJob, export_worker, SceneRenderer
+from .render_scene import RenderJob, SceneRenderer, export_worker
 
 # ----------------------------------------------------------------------------- worker side
 

@@ -109,7 +109,8 @@ class SceneRenderer:
             bm.free()
             key = (part.color, part.finish)
             if key not in materials:
-                materials[key] = _make_material(f"{part.color}_{part.finish}", PALETTE[part.color], *FINISHES[part.finish])
+                materials[key] = _make_material(f"{part.color}_{part.finish}", PALETTE[part.color],
+                                                *FINISHES[part.finish])
             mesh.materials.append(materials[key])
             obj = bpy.data.objects.new(f"part{i}_{spec.part_names[part.label - 1]}", mesh)
             obj.location, obj.scale, obj.rotation_euler = part.location, part.scale, part.rotation

@@ -56,7 +56,8 @@ class Corruption:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        corrupt(np.zeros((8, 8, 3), np.uint8), self.kind, self.severity, seed=0)  # fails now on an unknown kind/severity
+        # fails now on an unknown kind/severity
+        corrupt(np.zeros((8, 8, 3), np.uint8), self.kind, self.severity, seed=0)
 
     def __call__(self, image: np.ndarray, object_index: int, view_index: int) -> np.ndarray:
         return corrupt(image, self.kind, self.severity, seed=[self.seed, object_index, view_index])

@@ -283,7 +283,8 @@ def evaluation_row(image, text, category_text, labels, views: pd.DataFrame, cano
     return row
 
 
-def caption_retrieval_table(image, text, views: pd.DataFrame, canonical: str, ks: tuple[int, ...] = (1, 5)) -> pd.DataFrame:
+def caption_retrieval_table(image, text, views: pd.DataFrame, canonical: str,
+                            ks: tuple[int, ...] = (1, 5)) -> pd.DataFrame:
     """Image -> caption recall@k from the canonical view, from every grid view, and at chance."""
     grid = (views.kind == "grid").to_numpy()
     at = int(np.flatnonzero(views.view_id.to_numpy() == canonical)[0])
@@ -307,7 +308,8 @@ def zero_shot_prompt_table(emb, views: pd.DataFrame, canonical: str) -> pd.DataF
     """Zero-shot accuracy with the prompt templates of `embed.prompt_templates` against those of
     `embed.unseen_prompt_templates` (an `embed.Embeddings`), on the canonical, other grid and ood views."""
     rows = {}
-    for name, prompts in (("prompt templates", emb.category_text), ("unseen prompt templates", emb.category_text_unseen)):
+    for name, prompts in (("prompt templates", emb.category_text),
+                          ("unseen prompt templates", emb.category_text_unseen)):
         columns = zero_shot_columns(emb.image, prompts, emb.labels, views, canonical)
         rows[name] = {"canonical view": columns["zero_shot_accuracy_canonical"],
                       "other grid views": columns["zero_shot_accuracy_other_grid"],

@@ -72,7 +72,8 @@ class CaptionTokenizer:
         ctx = context_length or self.context_length
         out = torch.zeros(len(texts), ctx, dtype=torch.long)
         for row, text in enumerate(texts):
-            ids = [self.sot_token_id] + [self.index.get(w, 1) for w in self.split(text)][: ctx - 2] + [self.eot_token_id]
+            ids = ([self.sot_token_id] + [self.index.get(w, 1) for w in self.split(text)][: ctx - 2]
+                   + [self.eot_token_id])
             out[row, : len(ids)] = torch.tensor(ids)
         return out
 
@@ -294,7 +295,8 @@ def read_backbone_record(layout: RunLayout, check: bool = True, dataset: str | N
     if check:
         made_from = record.get("dataset_fingerprint")
         if made_from and made_from != (dataset or dataset_fingerprint(layout)):
-            raise StaleArtifactError(path, "the backbone was pretrained on another version of the dataset", "02_backbone")
+            raise StaleArtifactError(path, "the backbone was pretrained on another version of the dataset",
+                                     "02_backbone")
         checkpoint = layout.backbone_checkpoint(record["slug"])
         if made_from and (not checkpoint.exists() or record["identity"] != f"{TINY_MODEL}|{file_digest(checkpoint)}"):
             raise StaleArtifactError(path, f"{checkpoint.name} is missing or is not the checkpoint it records",

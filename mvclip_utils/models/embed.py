@@ -212,11 +212,13 @@ def _read_npz(path: Path) -> Embeddings | None:
                                  else data[f]) for f in fields})
 
 
-def load_embeddings(layout: RunLayout, cfg: RunConfig) -> Embeddings:
+def load_embeddings(layout: RunLayout, cfg: RunConfig, dataset: str | None = None,
+                    backbone: dict | None = None) -> Embeddings:
     """The embeddings of the run's current backbone, refused (naming the notebook to rerun) when
-    they were made from another backbone, dataset or prompt settings."""
-    dataset = dataset_fingerprint(layout)
-    backbone = read_backbone_record(layout, dataset=dataset)
+    they were made from another backbone, dataset or prompt settings. `dataset` and `backbone`: the
+    dataset fingerprint and checked backbone record when the caller has them (an `OpenedRun`)."""
+    dataset = dataset or dataset_fingerprint(layout)
+    backbone = backbone or read_backbone_record(layout, dataset=dataset)
     path = layout.embeddings_file(backbone["slug"])
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run notebook 03_embed first")

@@ -1,7 +1,9 @@
 """What a method notebook shows (05-07): its training, its table against the frozen backbone, its figures."""
 
 from __future__ import annotations
+
 import matplotlib.pyplot as plt
+
 from ..core.train import describe_training
 from ..evaluation import metrics, results
 from .plots import plot_heatmaps_beside, plot_training_curves, plot_zero_shot_comparison
@@ -15,7 +17,8 @@ def show_method_run(run) -> None:
 
 
     method, result, h = run.trained.method, run.trained.result, run.heads
-    display(Markdown(f"**Backbone:** {run.backbone} · **{method.title}**. {describe_training(result, h.steps, h.patience)}"
+    display(Markdown(f"**Backbone:** {run.backbone} · **{method.title}**. "
+                     f"{describe_training(result, h.steps, h.patience)}"
                      f" Both losses are over groups of {h.views_per_object} views per object (validation: the "
                      f"val objects' views in fixed groups of that size), so the two curves compare.\n\n"
                      f"Differences from the seed code: {'; '.join(method.differences_from_seed)}."))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import textwrap
 
 import matplotlib.pyplot as plt
-import seaborn as sns
 import numpy as np
 import pandas as pd
+import seaborn as sns
 
 from ..core.runs import RunLayout
 from ..core.schema import SPLITS
@@ -226,7 +226,8 @@ def plot_text_image_matrix(image: np.ndarray, text: np.ndarray, object_ids: list
     ax.set_xticks(centres, ["captions"] + list(object_ids), rotation=90, fontsize=8)
     ax.set_yticks(centres, ["captions"] + list(object_ids), fontsize=8)
     fig.colorbar(im, ax=ax, fraction=0.046, label="cosine similarity")
-    ax.set(title=title, xlabel="the captions, then each object's views", ylabel="the captions, then each object's views")
+    ax.set(title=title, xlabel="the captions, then each object's views",
+           ylabel="the captions, then each object's views")
     fig.tight_layout()
     return fig
 
@@ -241,7 +242,7 @@ def plot_zero_shot_by_view(by_view: pd.DataFrame, title: str, chance: float | No
         axes[0].errorbar(g.azimuth_deg, g.accuracy, yerr=g.stderr, marker="o", ms=3, capsize=2, label=f"elev {el:g}°")
     if canonical is not None and canonical in set(grid.view_id):
         c = grid[grid.view_id == canonical].iloc[0]
-        axes[0].plot(c.azimuth_deg, c.accuracy, "*", ms=14, mfc="none", mec="black", label=f"canonical view")
+        axes[0].plot(c.azimuth_deg, c.accuracy, "*", ms=14, mfc="none", mec="black", label="canonical view")
     axes[0].set(xlabel="azimuth (deg, 0 = front)", ylabel="zero-shot accuracy", ylim=(0, 1.02),
                 title="grid views (error bars: ± standard error over test objects)")
     if len(ood):

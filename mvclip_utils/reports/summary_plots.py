@@ -1,15 +1,18 @@
-"""The summary's figures (notebook 13): every method on the clean against viewpoint-OOD trade-off, and the method panels."""
+"""The summary's figures (notebook 13): every method on the clean against viewpoint-OOD trade-off, and the method
+panels."""
 
 from __future__ import annotations
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+
 from ..evaluation.results import (
     method_label,
     seed_count,
     seeded_rows,
 )
-from ..studies.summary import PANELS, CLEAN_ACCURACY, VIEWPOINT_OOD_ACCURACY, embedding_rows
+from ..studies.summary import CLEAN_ACCURACY, PANELS, VIEWPOINT_OOD_ACCURACY, embedding_rows
 
 
 def plot_method_panels(results: pd.DataFrame, title: str) -> plt.Figure:
@@ -50,10 +53,12 @@ def _draw_methods(ax: plt.Axes, rows: pd.DataFrame, seeded: pd.DataFrame,
     returns each drawn point's (x, y, x error, y error)."""
     drawn = []
     for method, r in rows.iterrows():
-        points = [(r[CLEAN_ACCURACY], r[VIEWPOINT_OOD_ACCURACY], r.get(f"{CLEAN_ACCURACY}_stderr", 0.0), r.get(f"{VIEWPOINT_OOD_ACCURACY}_stderr", 0.0), "o")]
+        points = [(r[CLEAN_ACCURACY], r[VIEWPOINT_OOD_ACCURACY], r.get(f"{CLEAN_ACCURACY}_stderr", 0.0),
+                   r.get(f"{VIEWPOINT_OOD_ACCURACY}_stderr", 0.0), "o")]
         if method in seeded.index:
             m = seeded.loc[method]
-            points.append((m[CLEAN_ACCURACY], m[VIEWPOINT_OOD_ACCURACY], m[f"{CLEAN_ACCURACY}_seed_stderr"], m[f"{VIEWPOINT_OOD_ACCURACY}_seed_stderr"], "s"))
+            points.append((m[CLEAN_ACCURACY], m[VIEWPOINT_OOD_ACCURACY], m[f"{CLEAN_ACCURACY}_seed_stderr"],
+                           m[f"{VIEWPOINT_OOD_ACCURACY}_seed_stderr"], "s"))
         for x, y, xerr, yerr, marker in points:
             xerr, yerr = float(np.nan_to_num(xerr)), float(np.nan_to_num(yerr))
             ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker, ms=7 if marker == "o" else 6, capsize=3,
@@ -81,7 +86,8 @@ def plot_tradeoff(results: pd.DataFrame, title: str, seeds: pd.DataFrame | None 
         ax.axhline(chance, color="grey", ls=":", lw=1, label=f"chance ({chance:.2f})")
         if base is not None:
             ax.axvline(base[CLEAN_ACCURACY], color="C0", ls="--", lw=0.8, alpha=0.6)
-            ax.axhline(base[VIEWPOINT_OOD_ACCURACY], color="C0", ls="--", lw=0.8, alpha=0.6, label="the frozen backbone's level")
+            ax.axhline(base[VIEWPOINT_OOD_ACCURACY], color="C0", ls="--", lw=0.8, alpha=0.6,
+                       label="the frozen backbone's level")
         ax.set(xlabel="clean zero-shot accuracy (canonical view)",
                ylabel="viewpoint-OOD zero-shot accuracy (other grid views)")
     colours = {m: f"C{i}" for i, m in enumerate(rows.index)}  # a method has one colour in both panels

@@ -43,8 +43,9 @@ from ..evaluation.results import (
 )
 from ..models import losses
 from ..models.adapters import trainable_parameters
-from ..models.backbone import Backbone, load_backbone, read_backbone_record
-from ..models.embed import backbone_logit_scale, load_embeddings
+from ..models.backbone import Backbone, load_backbone
+from ..models.embed import backbone_logit_scale
+from ..models.opened_run import OpenedRun
 from .tuning import (
     TuningHistory,
     TuningStep,
@@ -182,11 +183,12 @@ def _evaluate(cfg: RunConfig, d: DistillConfig, layout, backbone: Backbone, emb,
     return model, history, evaluation
 
 
-def run_distillation(cfg: RunConfig, layout, progress: bool = True) -> DistillRun:
+def run_distillation(opened: OpenedRun, progress: bool = True) -> DistillRun:
     """Train centroid distillation, evaluate it beside the frozen backbone (and OVT's row when 08 ran), write
     its results row; with `distill.ablate`, one variant without each term (read back when unchanged)."""
-    record = read_backbone_record(layout)
-    emb = load_embeddings(layout, cfg)
+    cfg, layout = opened.cfg, opened.layout
+    record = opened.backbone_record
+    emb = opened.embeddings
     backbone = load_backbone(cfg.backbone, layout)
     backbone = replace(backbone, model=backbone.model.float())
     evaluations = {"frozen": evaluate_zero_shot_splits(backbone.model, layout, cfg, emb,
@@ -208,7 +210,7 @@ def run_distillation(cfg: RunConfig, layout, progress: bool = True) -> DistillRu
                 write_ablation(layout, METHOD, name, row, emb.provenance, section)
             rows.append({**row, "variant": name, "changes": ", ".join(f"{k}={v}" for k, v in changes.items())})
         ablations = write_ablation_table(layout, METHOD, rows)
-    return DistillRun(evaluations, history, trainable_parameters(model), results, record["name"], load_views(layout),
+    return DistillRun(evaluations, history, trainable_parameters(model), results, record["name"], opened.views,
                       emb.split("test"), ablations)
 
 

@@ -20,7 +20,6 @@ from ..core.cameras import canonical_view_id
 from ..core.runs import RunLayout, atomic_torch_save, atomic_write_json
 from ..core.schema import HeadsConfig, RunConfig
 from ..core.train import TrainResult, optimise
-from ..data.dataset import load_views
 from ..evaluation.metrics import (
     cross_object_similarity,
     evaluation_row,
@@ -28,9 +27,9 @@ from ..evaluation.metrics import (
 )
 from ..evaluation.results import write_result
 from ..models import losses
-from ..models.backbone import read_backbone_record
-from ..models.embed import Embeddings, load_embeddings
+from ..models.embed import Embeddings
 from ..models.heads import MLPHead, ViewAutoencoder
+from ..models.opened_run import OpenedRun
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, HeadsConfig], tuple[torch.Tensor, dict]]
 
@@ -172,7 +171,8 @@ def evaluate_method(trained: TrainedMethod, emb: Embeddings, views: pd.DataFrame
                          test.category_text_unseen)
     if isinstance(trained.model, ViewAutoencoder):  # on the grid views, as every headline number
         frozen = emb.split("test")
-        row.update(reconstruction_error(trained, replace(frozen, image=frozen.image[:, views.kind.to_numpy() == "grid"])))
+        row.update(reconstruction_error(trained,
+                                        replace(frozen, image=frozen.image[:, views.kind.to_numpy() == "grid"])))
     row["train_steps"] = trained.result.steps
     row["best_step"] = trained.result.best_step
     row["train_seconds"] = trained.result.seconds
@@ -194,10 +194,11 @@ class MethodRun:
     heads: HeadsConfig  # the settings it was trained with
 
 
-def run_method(name: str, cfg: RunConfig, layout: RunLayout, progress: bool = True) -> MethodRun:
+def run_method(name: str, opened: OpenedRun, progress: bool = True) -> MethodRun:
     """Train `name` on the run's embeddings, evaluate it on test, write metrics/<name>.json and results.csv."""
-    backbone = read_backbone_record(layout)
-    emb, views = load_embeddings(layout, cfg), load_views(layout)
+    cfg, layout = opened.cfg, opened.layout
+    backbone = opened.backbone_record
+    emb, views = opened.embeddings, opened.views
     trained = train_method(name, cfg, emb, views, layout, progress)
     row, test = evaluate_method(trained, emb, views, canonical_view_id(views, cfg.backbone.pretrain.canonical_view))
     results = write_result(layout, name, row, backbone["name"], emb.provenance, asdict(cfg.heads),

@@ -17,8 +17,8 @@ import pandas as pd
 import torch
 
 from ..core.distributed import Ranks, from_environment, shutdown
-from ..core.runs import RunLayout
 from ..core.progress import note
+from ..core.runs import RunLayout
 from ..core.schema import OVTConfig, RunConfig
 from ..data.dataset import ViewImages, load_views
 from ..evaluation.metrics import zero_shot_by_view
@@ -30,8 +30,9 @@ from ..evaluation.results import (
 )
 from ..models import losses
 from ..models.adapters import OmniviewCLIP, trainable_parameters, tuned_backbone
-from ..models.backbone import Backbone, load_backbone, read_backbone_record
+from ..models.backbone import Backbone, load_backbone
 from ..models.embed import embed_dataset, load_embeddings
+from ..models.opened_run import OpenedRun
 from .tuning import (
     TunedEvaluation,
     TuningHistory,
@@ -181,12 +182,13 @@ def changed_keys(variant: OVTConfig, base: OVTConfig) -> str:
     return ", ".join(f"{k}={v}" for k, v in asdict(variant).items() if v != base_values[k]) or "(none)"
 
 
-def run_ovt(cfg: RunConfig, layout, progress: bool = True) -> OVTRun:
+def run_ovt(opened: OpenedRun, progress: bool = True) -> OVTRun:
     """Train OVT and the ITC-only fine-tune with the same budget, evaluate both and the frozen backbone
     on the paper's splits, save the adapters, and write both results rows; then every variant of
     `cfg.ovt_ablations` (each read back when already trained with the same settings)."""
-    record = read_backbone_record(layout)
-    emb = load_embeddings(layout, cfg)
+    cfg, layout = opened.cfg, opened.layout
+    record = opened.backbone_record
+    emb = opened.embeddings
     backbone = load_backbone(cfg.backbone, layout)
     backbone = replace(backbone, model=backbone.model.float())  # tuned in float32 on the backbone's device
     evaluations = {"frozen": evaluate_zero_shot_splits(backbone.model, layout, cfg, emb,  # 03's embeddings reused
@@ -212,11 +214,12 @@ def run_ovt(cfg: RunConfig, layout, progress: bool = True) -> OVTRun:
                 write_ablation(layout, METHOD, ablation.name, row, emb.provenance, section)
             rows.append({**row, "variant": ablation.name, "changes": changed_keys(ablation.ovt, cfg.ovt)})
         ablations = write_ablation_table(layout, METHOD, rows)
-    return OVTRun(evaluations, histories, trainable, results, record["name"], emb.split("test"), load_views(layout),
+    return OVTRun(evaluations, histories, trainable, results, record["name"], emb.split("test"), opened.views,
                   ablations)
 
 
-ABLATION_COLUMNS = {"changes": "changes", "zero_shot_accuracy_canonical": "clean", "zero_shot_accuracy_2d_ood": "2D-OOD",
+ABLATION_COLUMNS = {"changes": "changes", "zero_shot_accuracy_canonical": "clean",
+                    "zero_shot_accuracy_2d_ood": "2D-OOD",
                     "zero_shot_accuracy_other_grid": "viewpoint-OOD", "zero_shot_accuracy_ood": "ood views",
                     "same_object_mean": "same-object", "cross_object_mean": "cross-object",
                     "trainable_parameters": "trainable", "train_seconds": "seconds"}
@@ -237,7 +240,8 @@ def describe_outcome(table: pd.DataFrame) -> str:
     clean = tuned["clean (canonical view)"] - frozen["clean (canonical view)"]
     corrupted = tuned["2D-OOD"] - frozen["2D-OOD"]
     versus = tuned["viewpoint-OOD (other grid views)"] - itc["viewpoint-OOD (other grid views)"]
-    check = lambda ok: "met" if ok else "**missed**"
+    def check(ok):
+        return "met" if ok else "**missed**"
     return "\n".join([
         f"- Viewpoint-OOD: {gain * 100:+.1f} points over the frozen backbone (target +20: {check(gain >= 0.2)}; "
         f"the paper: +9.6 on ViT-B/32).",

@@ -24,7 +24,6 @@ import torch.nn.functional as F
 
 from ..core.cameras import canonical_view_id
 from ..data.cifar import embed_images, held_out, load_cifar100
-from ..data.dataset import load_views
 from ..evaluation.results import add_columns, method_label, write_probes
 from ..models.backbone import load_backbone
 from ..models.embed import (
@@ -33,6 +32,7 @@ from ..models.embed import (
     embed_settings,
     encode_category_prompts,
 )
+from ..models.opened_run import OpenedRun
 
 INITS = ("random", "zero_shot")
 
@@ -280,7 +280,8 @@ class ProbeResults:
         one = fs[(fs.k == fs.k.min()) & (fs.shots_from == data.headline_pool) & (fs.eval_on == data.headline_eval)]
         return {"probe_zero_shot": self.zero_shot[data.headline_eval],
                 "probe_linear": self.linear_probe[data.headline_eval],
-                **{f"probe_{int(fs.k.min())}shot_{init}": float(one[one.init == init].accuracy.mean()) for init in INITS}}
+                **{f"probe_{int(fs.k.min())}shot_{init}": float(one[one.init == init].accuracy.mean())
+                   for init in INITS}}
 
 
 def run_probes(data: ProbeData, cfg) -> ProbeResults:
@@ -292,7 +293,8 @@ def run_probes(data: ProbeData, cfg) -> ProbeResults:
     lp = {name: probe.accuracy(s.features, s.labels) for name, s in data.eval_sets.items()}
     text = torch.as_tensor(data.class_text, dtype=torch.float32)
     seeds = list(range(cfg.seeds))
-    eval_tensors = {name: (torch.as_tensor(s.features), torch.as_tensor(s.labels)) for name, s in data.eval_sets.items()}
+    eval_tensors = {name: (torch.as_tensor(s.features), torch.as_tensor(s.labels))
+                    for name, s in data.eval_sets.items()}
     rows, skipped, curve = [], [], {}
     n_classes = len(data.class_names)
     for pool_name, pool in data.shot_pools.items():
@@ -332,10 +334,11 @@ class ProbeStudy:
     results: dict[str, ProbeResults]
 
 
-def run_probe_study(cfg, layout) -> ProbeStudy:
+def run_probe_study(opened: OpenedRun) -> ProbeStudy:
     """The probes on every backbone variant of a run (its backbone, and those 08 tuned from it), read from
     their embeddings files; writes metrics/probes.json and probes.csv and puts the headline numbers into
     each variant's results row."""
+    cfg, layout = opened.cfg, opened.layout
 
     study = ProbeStudy({}, {})
     per_backbone = {}
@@ -354,7 +357,7 @@ def run_probe_study(cfg, layout) -> ProbeStudy:
         data, provenance = probe_data_from_cifar(cfg)
         record("cifar100", data, provenance)
     else:
-        views = load_views(layout)
+        views = opened.views
         canonical = canonical_view_id(views, cfg.backbone.pretrain.canonical_view)
         for method, emb in backbone_variants(layout, cfg).items():
             record(method, probe_data_from_embeddings(emb, views, canonical), emb.provenance)
@@ -373,7 +376,8 @@ def variants_table(study: ProbeStudy) -> "pd.DataFrame":
         k = fs.k.min()
         for eval_name in data.eval_sets:
             one = fs[(fs.k == k) & (fs.shots_from == data.headline_pool) & (fs.eval_on == eval_name)]
-            rows.append({"variant": method_label(method), "evaluated on": eval_name, "zero-shot": result.zero_shot[eval_name],
+            rows.append({"variant": method_label(method), "evaluated on": eval_name,
+                         "zero-shot": result.zero_shot[eval_name],
                          "linear probe": result.linear_probe[eval_name],
                          **{f"{k}-shot, {init.replace('_', '-')} init": one[one.init == init].accuracy.mean()
                             for init in INITS}})
@@ -420,7 +424,8 @@ def describe_findings(result: ProbeResults, data: ProbeData) -> str:
         ks = sorted(set(fs[fs.shots_from == "canonical view"].k))
         if ks:
             kk = max(ks)
-            at = lambda init, pool, target: _mean_se(fs, k=kk, init=init, shots_from=pool, eval_on=target)[0]
+            def at(init, pool, target):
+                return _mean_se(fs, k=kk, init=init, shots_from=pool, eval_on=target)[0]
             zs_c, zs_o = result.zero_shot["canonical view"], result.zero_shot["other grid views"]
             canon = {i: (at(i, "canonical view", "canonical view"), at(i, "canonical view", "other grid views"))
                      for i in INITS}

@@ -26,20 +26,17 @@ from ..data.dataset import (
     PartClasses,
     ViewImages,
     collate_views,
-    dataset_fingerprint,
-    load_objects,
-    load_views,
 )
 from ..evaluation.metrics import class_pixel_counts, iou_from_counts, paired_view_gap
 from ..evaluation.results import write_result
 from ..models.backbone import (
     InputTransform,
     load_backbone,
-    read_backbone_record,
     spatial_features,
     unit_pixels,
 )
 from ..models.embed import embed_settings
+from ..models.opened_run import OpenedRun
 from .vqvae import Decoder
 
 
@@ -355,16 +352,17 @@ def _row(run: SegmentationRun, stats: PixelStats) -> dict:
             "n_objects": int(stats.image_miou.shape[0])}
 
 
-def run_segmentation(cfg, layout, progress: bool = True) -> SegmentationRun:
+def run_segmentation(opened: OpenedRun, progress: bool = True) -> SegmentationRun:
     """Train the three models on the same batches of `train` grid views, evaluate them and the two
     baselines on every view of the `test` objects, save models and curves, write the results rows."""
+    cfg, layout = opened.cfg, opened.layout
 
     s = cfg.segmentation
-    dataset = dataset_fingerprint(layout)
-    record = read_backbone_record(layout, dataset=dataset)
+    dataset = opened.dataset_fingerprint
+    record = opened.backbone_record
     backbone = load_backbone(cfg.backbone, layout)
-    views = load_views(layout).reset_index(drop=True)
-    objects = load_objects(layout)
+    views = opened.views.reset_index(drop=True)
+    objects = opened.objects
     classes = PartClasses.from_objects(objects[objects.status == "ok"])
     grid_views = views[views.kind == "grid"].view_id.tolist()
     train = ViewImages(layout, ["train"], grid_views, masks=True)
@@ -441,7 +439,6 @@ def segmentation_examples(run: SegmentationRun, objects: int = 4) -> tuple[list[
     picked = example_views(views, run.canonical)
     first = run.test.objects.drop_duplicates("category").index[:objects]
     batch = collate_views([run.test[run.test.index(int(o), v)] for o in first for v in picked])
-    device = run.inputs.backbone.device
     out = {"render": batch.image.numpy(), "truth": _labels(batch, run.classes, torch.device("cpu")).numpy()}
     for kind, model in run.models.items():
         out[LABELS[kind]] = model(run.inputs(batch.image, kind)).argmax(1).cpu().numpy()
@@ -487,7 +484,8 @@ def describe_segmentation(run: SegmentationRun) -> str:
     largest = set(run.largest_part[:-1].tolist())
     small = ~part_iou.index.map(lambda i: i + 1 in largest).to_numpy(bool)
     lines.append("- **Small parts** (every part but each category's largest): mean IoU "
-                 + ", ".join(f"{np.nanmean(part_iou[LABELS[k]].to_numpy()[small]):.3f} ({LABELS[k]})" for k in run.models)
+                 + ", ".join(f"{np.nanmean(part_iou[LABELS[k]].to_numpy()[small]):.3f} ({LABELS[k]})"
+                             for k in run.models)
                  + ".")
     groups = run.view_groups()
     for kind in run.models:
@@ -505,8 +503,10 @@ def describe_segmentation(run: SegmentationRun) -> str:
                     for k in ("decoder", "unet")}
     lines.append("- **By elevation** (mean per-image mIoU over the grid views at each elevation; decoder / UNet): "
                  + ", ".join(f"{e:g}°: {d:.3f} / {u:.3f}" for e, d, u in zip(levels, *by_elevation.values()))
-                 + (f". The decoder's spread across elevations ({max(by_elevation['decoder']) - min(by_elevation['decoder']):.3f})"
-                    f" is {'larger' if np.ptp(by_elevation['decoder']) > np.ptp(by_elevation['unet']) else 'not larger'}"
+                 + (f". The decoder's spread across elevations "
+                    f"({max(by_elevation['decoder']) - min(by_elevation['decoder']):.3f})"
+                    f" is "
+                    f"{'larger' if np.ptp(by_elevation['decoder']) > np.ptp(by_elevation['unet']) else 'not larger'}"
                     f" than the UNet's ({np.ptp(by_elevation['unet']):.3f})." if len(levels) > 1 else "."))
     clip_gap, unet_gap = (_paired_view_gap(run.stats[k].image_miou, groups)[0] for k in ("decoder", "unet"))
     lines.append(f"- **Is a view effect CLIP's?** Other-grid minus canonical per-image mIoU is {clip_gap:+.3f} from "

@@ -104,7 +104,8 @@ def seed_comparison(results: pd.DataFrame) -> pd.DataFrame:
             continue
         row = {}
         for metric, label in SEED_METRICS.items():
-            row[(label, "this run")] = _mean_pooled(r.loc[method, f"{metric}_mean"], r.loc[method, f"{metric}_pooled_std"])
+            row[(label, "this run")] = _mean_pooled(r.loc[method, f"{metric}_mean"],
+                                                    r.loc[method, f"{metric}_pooled_std"])
             row[(label, "seed")] = _mean_pooled(*seed[metric])
         row[("reproduced?", "")] = reproduced(checks[method]) if method in checks else "(the reference)"
         rows[method_label(method)] = row
@@ -304,7 +305,8 @@ def methods_table(results: pd.DataFrame, seeds: pd.DataFrame | None = None) -> p
                                                              else [np.nan] * len(rows))]
     for column in ("zero_shot_accuracy_canonical", "zero_shot_accuracy_other_grid") if len(seeded) else ():
         label = f"{METHOD_TABLE_COLUMNS[column]}, {seed_count(seeded)} seeds"
-        table[label] = [f"{format_number(seeded.loc[m, column])} ± {format_number(seeded.loc[m, f'{column}_seed_stderr'])}"
+        table[label] = [f"{format_number(seeded.loc[m, column])} ± "
+                        f"{format_number(seeded.loc[m, f'{column}_seed_stderr'])}"
                         if m in seeded.index else "" for m in table.index]
     if "trainable parameters" in table and "baseline" in table.index:  # the frozen backbone trains nothing
         table.loc["baseline", "trainable parameters"] = "0"

@@ -155,7 +155,8 @@ def tune_adapters(cfg: RunConfig, key: str, layout, backbone: Backbone, objectiv
     for split, data in (("train", train), ("pretrain", clean)):
         if data is not None and expect_objects and split in expect_objects \
                 and list(data.objects.object_id) != list(expect_objects[split]):
-            raise ValueError(f"the {split} objects of the dataset and of the embeddings differ: rerun notebook 03_embed")
+            raise ValueError(f"the {split} objects of the dataset and of the embeddings differ: "
+                             "rerun notebook 03_embed")
     pool = [train] + ([clean] if clean is not None else [])  # clean objects are indexed after the train ones
     with torch.no_grad():
         bank = CaptionBank.build(backbone, [c for d in pool for c in d.objects.caption],

@@ -22,17 +22,17 @@ from torch import nn
 from ..core.cameras import canonical_view_id, example_views
 from ..core.runs import atomic_torch_save, atomic_write_json
 from ..core.train import optimise
-from ..data.dataset import ViewImages, collate_views, dataset_fingerprint, load_views
+from ..data.dataset import ViewImages, collate_views, load_views
 from ..evaluation.metrics import paired_view_gap
 from ..evaluation.results import write_result
 from ..models.backbone import (
     InputTransform,
     load_backbone,
-    read_backbone_record,
     spatial_features,
     unit_pixels,
 )
 from ..models.embed import embed_settings
+from ..models.opened_run import OpenedRun
 
 
 class EMACodebook(nn.Module):
@@ -119,8 +119,8 @@ def _upsampling_stages(grid: int, size: int) -> int:
 
 
 class Decoder(nn.Module):
-    """Code grid [B, C, h, w] -> image [B, 3, S, S] (clamped to [0, 1] in eval mode): two 3x3 convs at the code grid, then
-    transposed convs that double the side (halving the channels after the first, down to 16; cheap
+    """Code grid [B, C, h, w] -> image [B, 3, S, S] (clamped to [0, 1] in eval mode): two 3x3 convs at the code
+    grid, then transposed convs that double the side (halving the channels after the first, down to 16; cheap
     enough for a CPU), and a resize to S when S / h is not a power of two."""
 
     def __init__(self, width: int, grid: int, size: int, channels: int = 64, out_channels: int = 3,
@@ -305,7 +305,8 @@ def train_decoder(kind: str, cfg, layout, backbone, progress: bool = True) -> tu
     rng = np.random.default_rng(d.seed)
     val_items = sorted(rng.choice(len(val), size=min(len(val), 512), replace=False).tolist())
     val_batch = collate_views([val[i] for i in val_items]).image
-    val_inputs, val_targets = _encoder_inputs(kind, backbone, transform, val_batch), unit_pixels(val_batch, backbone.device)
+    val_inputs, val_targets = (_encoder_inputs(kind, backbone, transform, val_batch),
+                               unit_pixels(val_batch, backbone.device))
 
     def loss_at_step(step: int) -> torch.Tensor:
         model.train()
@@ -323,14 +324,15 @@ def train_decoder(kind: str, cfg, layout, backbone, progress: bool = True) -> tu
     return model.eval(), result
 
 
-def run_decoding(cfg, layout, progress: bool = True) -> DecodingRun:
+def run_decoding(opened: OpenedRun, progress: bool = True) -> DecodingRun:
     """Train both VQ-VAEs with the same code grid, codebook and steps; evaluate every view of the
     `test` objects; save the models and curves; write both results rows."""
+    cfg, layout = opened.cfg, opened.layout
 
-    dataset = dataset_fingerprint(layout)
-    record = read_backbone_record(layout, dataset=dataset)
+    dataset = opened.dataset_fingerprint
+    record = opened.backbone_record
     backbone = load_backbone(cfg.backbone, layout)
-    views = load_views(layout)
+    views = opened.views
     canonical = canonical_view_id(views, cfg.backbone.pretrain.canonical_view)
     test = ViewImages(layout, ["test"], views.view_id.tolist())
     transform = InputTransform.for_model(backbone.model)

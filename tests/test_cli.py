@@ -1,0 +1,38 @@
+"""The one front door: every command has help with examples, and a bad config ends in one line."""
+
+import pytest
+
+from mvclip_utils.cli import COMMANDS, HANDLERS, build_parser, main
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_examples(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert f"usage: mvclip {command}" in out and "examples:" in out and "mvclip" in out.split("examples:")[1]
+
+
+def test_the_commands_are_the_documented_ones():
+    assert COMMANDS == ("run", "sweep", "collect", "render", "embed", "tune", "lab")
+    assert set(HANDLERS) == set(COMMANDS)
+    assert build_parser().parse_args(["run", "--config", "c.yaml", "--only", "04"]).only == "04"
+
+
+@pytest.mark.parametrize("argv", [["run", "--config", "missing.yaml"], ["--config", "missing.yaml"],
+                                  ["render", "--config", "missing.yaml"], ["embed", "--config", "missing.yaml",
+                                                                           "--merge", "2"]])
+def test_a_missing_config_is_one_line_naming_it_and_exit_2(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mvclip: ") and "missing.yaml" in err
+
+
+def test_shard_and_merge_together_are_refused(tmp_path, capsys):
+    from helpers import write_config
+
+    config = write_config(tmp_path / "c.yaml")
+    assert main(["render", "--config", str(config), "--run-dir", str(tmp_path / "run"), "--shard", "0/2",
+                 "--merge", "2"]) == 2
+    assert "--shard and --merge" in capsys.readouterr().err
