@@ -92,9 +92,7 @@ def parse_only(spec: str | None, available: dict[int, Path]) -> list[int]:
 
 def resolve_kernel(preferred: str = DEFAULT_KERNEL) -> str:
     """The project's registered kernel if present (make registers it), else this interpreter's python3."""
-    from jupyter_client.kernelspec import (
-        KernelSpecManager,  # late: only needed to find a kernel
-    )
+    from jupyter_client.kernelspec import KernelSpecManager  # late: only needed to find a kernel
 
     specs = KernelSpecManager().find_kernel_specs()
     if preferred in specs:
@@ -123,9 +121,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 def write_report(executed: Path, report: Path) -> None:
     """HTML with inputs hidden: what a researcher pastes into a write-up (figures are inlined)."""
     import nbformat  # late: heavy: only needed while notebooks run
-    from nbconvert import (
-        HTMLExporter,  # late: heavy: only needed while reports are written
-    )
+    from nbconvert import HTMLExporter  # late: heavy: only needed while reports are written
 
 
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
@@ -138,9 +134,7 @@ def write_combined_report(layout: RunLayout, cfg: RunConfig, stems: list[str]) -
     """`report.html`: every executed notebook's report in order, after a table of contents and the run's
     config, as one page for the write-up. None when no notebook has run."""
     import nbformat  # late: heavy: only needed while notebooks run
-    from nbconvert import (
-        HTMLExporter,  # late: heavy: only needed while reports are written
-    )
+    from nbconvert import HTMLExporter  # late: heavy: only needed while reports are written
 
 
     executed = [(stem, layout.executed_notebook(stem)) for stem in stems if layout.executed_notebook(stem).exists()]

@@ -50,3 +50,12 @@ def test_a_lower_layer_importing_a_higher_one_is_caught(graph):
     finally:
         graph.remove_import(importer="mvclip_utils.core.runs", imported="mvclip_utils.studies.ovt")
     assert {(d.importer, d.imported) for d in illegal} == {("mvclip_utils.core", "mvclip_utils.studies")}
+
+
+def test_render_workers_import_neither_torch_nor_the_notebook_stack():
+    """A render worker imports `data.render_jobs` (its target); torch there would cost every worker 1.5 s."""
+    code = ("import sys, mvclip_utils.data.render_jobs\n"
+            "print(sorted(m for m in ('torch', 'pandas', 'open_clip', 'matplotlib') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OUTPUTS_DIR = REPO_ROOT / "outputs"
@@ -288,6 +287,7 @@ def atomic_write_parquet(df, path: Path) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
+    import torch  # late: render workers import this module, and torch costs them 1.5 s and memory each
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 

@@ -78,13 +78,13 @@ class SceneRenderer:
 
     # -- scene construction
     def reset(self) -> None:
-        import bpy  # late: bpy only ever runs in render worker processes
+        import bpy  # late: bpy is loaded only in render workers
 
         bpy.ops.wm.read_factory_settings(use_empty=True)
 
     def build_procedural(self, spec_json: str) -> list:
-        import bmesh  # late: bpy only ever runs in render worker processes
-        import bpy  # late: bpy only ever runs in render worker processes
+        import bmesh  # late: bpy is loaded only in render workers
+        import bpy  # late: bpy is loaded only in render workers
 
 
         spec = ObjectSpec.from_json(spec_json)
@@ -120,7 +120,7 @@ class SceneRenderer:
         return objects
 
     def import_asset(self, path: str) -> list:
-        import bpy  # late: bpy only ever runs in render worker processes
+        import bpy  # late: bpy is loaded only in render workers
 
         suffix = Path(path).suffix.lower()
         if not Path(path).is_file():
@@ -140,11 +140,8 @@ class SceneRenderer:
 
     def normalise(self, meshes: list) -> dict:
         """Centre the object and scale its bounding box to unit size (largest side 1)."""
-        import bpy  # late: bpy only ever runs in render worker processes
-        from mathutils import (  # late: bpy only ever runs in render worker processes
-            Matrix,
-            Vector,
-        )
+        import bpy  # late: bpy is loaded only in render workers
+        from mathutils import Matrix, Vector  # late: bpy is loaded only in render workers
 
         if not meshes:
             raise ValueError("the asset has no mesh geometry")
@@ -163,7 +160,7 @@ class SceneRenderer:
         return {"centre": centre.tolist(), "scale": scale}
 
     def setup_scene(self, rng: np.random.Generator) -> None:
-        import bpy  # late: bpy only ever runs in render worker processes
+        import bpy  # late: bpy is loaded only in render workers
 
         scene = bpy.context.scene
         cfg = self.cfg
@@ -204,7 +201,7 @@ class SceneRenderer:
         self._rgb_display(light_turn)
 
     def _rgb_display(self, light_turn: float = 0.0) -> None:
-        import bpy  # late: bpy only ever runs in render worker processes
+        import bpy  # late: bpy is loaded only in render workers
 
         scene = bpy.context.scene
         scene.display.render_aa = "FXAA"
@@ -214,7 +211,7 @@ class SceneRenderer:
         shading.studiolight_rotate_z = light_turn
 
     def _mask_display(self) -> None:
-        import bpy  # late: bpy only ever runs in render worker processes
+        import bpy  # late: bpy is loaded only in render workers
 
         scene = bpy.context.scene
         scene.render.engine = "BLENDER_WORKBENCH"  # the mask pass is always a flat Workbench render
@@ -228,10 +225,8 @@ class SceneRenderer:
 
     # -- rendering
     def _render_to(self, path: Path, pose: list[float]) -> None:
-        import bpy  # late: bpy only ever runs in render worker processes
-        from mathutils import (
-            Matrix,  # late: bpy only ever runs in render worker processes
-        )
+        import bpy  # late: bpy is loaded only in render workers
+        from mathutils import Matrix  # late: bpy is loaded only in render workers
 
         self.camera.matrix_world = Matrix(np.asarray(pose).reshape(4, 4).tolist())
         bpy.context.scene.render.filepath = str(path)
@@ -285,7 +280,7 @@ def _torus(bm, minor_ratio: float, major_segments: int, minor_segments: int) -> 
 
 
 def _make_material(name: str, colour: tuple[float, float, float], roughness: float, metallic: float):
-    import bpy  # late: bpy only ever runs in render worker processes
+    import bpy  # late: bpy is loaded only in render workers
 
     mat = bpy.data.materials.new(name)
     mat.diffuse_color = (*colour, 1.0)  # what Workbench draws
@@ -309,7 +304,7 @@ def background_colour(seed: int, object_id: str, view_id: str) -> np.ndarray:
 
 
 def export_worker(spec_jsons: list[str], out_dir: str) -> None:
-    import bpy  # late: bpy only ever runs in render worker processes
+    import bpy  # late: bpy is loaded only in render workers
 
     renderer = SceneRenderer(RenderConfig(), [], 0)
     for spec_json in spec_jsons:

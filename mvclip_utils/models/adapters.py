@@ -62,10 +62,7 @@ class OmniviewCLIP(nn.Module):
         for p in base.parameters():
             p.requires_grad_(False)
         if cfg.lora_rank:
-            from peft import (  # late: heavy: only adapter tuning needs it
-                LoraConfig,
-                inject_adapter_in_model,
-            )
+            from peft import LoraConfig, inject_adapter_in_model  # late: heavy, and only LoRA needs it
 
             if not hasattr(base.visual, "transformer"):
                 raise NotImplementedError(f"OVT needs a ViT image tower; {type(base.visual).__name__} has no attention "

@@ -53,7 +53,7 @@ def figure_title(fig: matplotlib.figure.Figure) -> str:
 
 def smallest_font(fig: matplotlib.figure.Figure) -> float:
     """The smallest font size (pt) of the figure's visible text at its saved size."""
-    from matplotlib.text import Text  # late: heavy: only figures need it
+    from matplotlib.text import Text  # late: the pipeline imports this module and draws nothing
 
     fig.draw_without_rendering()  # tick labels get their text at draw time
     sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
@@ -127,7 +127,7 @@ class PendingFigures:
             self.jobs.append((path.stem, self.pool.submit(self._write, claimed)))
 
     def _write(self, path: Path) -> None:
-        import matplotlib.pyplot as plt  # late: heavy: only figures need it
+        import matplotlib.pyplot as plt  # late: the pipeline imports this module and draws nothing
 
         fig = pickle.loads(path.read_bytes())
         try:
@@ -159,12 +159,12 @@ def capture(layout: RunLayout, notebook: str | None = None) -> FigureFiles | Non
     """Save every figure the notebook displays from now on (see the module docstring); the notebook's
     figures of an earlier run are removed first. None outside IPython (nothing is displayed there)."""
     from IPython import get_ipython  # late: only inside a notebook kernel
-    from matplotlib.figure import Figure  # late: heavy: only figures need it
+    from matplotlib.figure import Figure  # late: the pipeline imports this module and draws nothing
 
     shell = get_ipython()
     if shell is None:
         return None
-    import matplotlib.pyplot as plt  # late: heavy: only figures need it
+    import matplotlib.pyplot as plt  # late: the pipeline imports this module and draws nothing
 
     shell.run_line_magic("matplotlib", "inline")
     plt.rcParams.update(PRINT_RC)

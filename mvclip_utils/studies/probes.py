@@ -152,13 +152,10 @@ def linear_probe(train_x, train_y, val_x, val_y, Cs: list[float], max_iter: int 
     then refitted on train + val with that C. The normalised features are standardised first (a
     linear map, so still a linear probe): on raw unit vectors the best C lay beyond 1000 and L-BFGS
     ran out of iterations. The sweep goes up in C, each fit starting from the previous solution."""
-    from sklearn.linear_model import (
-        LogisticRegression,  # late: heavy: only the probes need it
-    )
-    from sklearn.pipeline import make_pipeline  # late: heavy: only the probes need it
-    from sklearn.preprocessing import (
-        StandardScaler,  # late: heavy: only the probes need it
-    )
+    # late: scikit-learn is heavy and only the linear probe needs it
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     train_x, val_x = _normalised(train_x), _normalised(val_x)
     scaler = StandardScaler().fit(train_x)
