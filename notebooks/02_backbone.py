@@ -42,16 +42,19 @@ run_dir = None
 from IPython.display import Markdown, display
 
 from mvclip_utils.core.cameras import canonical_view_id
+from mvclip_utils.core.config import load_config
+from mvclip_utils.core.runs import RunLayout
 from mvclip_utils.core.schema import pretrains_here
+from mvclip_utils.data.dataset import load_views
 from mvclip_utils.evaluation import metrics, results
 from mvclip_utils.models.backbone import describe_architecture, load_backbone, write_backbone_record
 from mvclip_utils.models.embed import embed_dataset
-from mvclip_utils.models.opened_run import open_run
 from mvclip_utils.reports import figures, plots
 from mvclip_utils.studies.pretrain import pretrain_tiny_clip
 
-opened = open_run(config_path, run_dir, backbone=False)  # config, layout, dataset tables and fingerprint: read once
-cfg, layout = opened.cfg, opened.layout
+# Not an opened run: with a downloaded backbone, 02 needs no dataset until it embeds (and fails first on the weights).
+cfg = load_config(config_path)
+layout = RunLayout.for_run(cfg.run_name, run_dir)
 figures.capture(layout)  # every figure also as PDF, SVG and PNG under figures/
 pretrain_here = pretrains_here(cfg)
 
@@ -91,7 +94,7 @@ display(Markdown(f"**Backbone:** {backbone.name} · {describe_architecture(backb
 # %%
 # Embeds every view (the cache notebook 03 then reuses); only the test objects are scored here.
 test = embed_dataset(cfg, layout, backbone).split("test")
-views = opened.views
+views = load_views(layout)
 canonical = canonical_view_id(views, cfg.backbone.pretrain.canonical_view)
 display(metrics.caption_retrieval_table(test.image, test.text, views, canonical).style.format(results.format_number)
         .set_caption(f"{len(test.object_ids)} test objects, backbone {backbone.name}"))
