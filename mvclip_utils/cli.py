@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -168,7 +169,8 @@ def _render(args: argparse.Namespace) -> int:
     dump_config(cfg, layout.notebook_config("01_render"))
     objects, summary = (merge_render_shards(cfg, layout, args.merge) if args.merge
                         else build_dataset(cfg, layout, progress=not args.quiet))
-    print(json.dumps({**asdict(summary), "images_per_second": summary.images_per_second,
+    rate = summary.images_per_second  # nothing rendered (a merge): no rate, and JSON has no NaN
+    print(json.dumps({**asdict(summary), "images_per_second": rate if math.isfinite(rate) else None,
                       "objects": len(objects), "ok": int((objects.status == "ok").sum()),
                       "failed": int((objects.status == "failed").sum())}))
     return 0

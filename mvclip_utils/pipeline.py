@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .core.config import dump_config, dump_config_text, load_config
+from .core.lineage import describe_stale, stale_inputs
 from .core.progress import ENVIRONMENT as PROGRESS_ENVIRONMENT
 from .core.progress import OFF, TERMINAL
 from .core.runs import (
@@ -34,7 +35,7 @@ from .core.runs import (
     read_variant,
     sweep_temp_files,
 )
-from .core.schema import RunConfig
+from .core.schema import ConfigError, RunConfig
 from .reports.figures import (
     NOTEBOOK_ENVIRONMENT,
     PendingFigures,
@@ -275,13 +276,21 @@ def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None, onl
     cfg_path = Path(config_path).resolve()
     cfg = load_config(cfg_path)  # validated before any work
     available = discover_notebooks(notebooks_dir)
-    run_has = parse_only(cfg.pipeline.notebooks or None, available)  # the config's notebooks (all by default)
+    try:
+        run_has = parse_only(cfg.pipeline.notebooks or None, available)  # the config's notebooks (all by default)
+    except ValueError as exc:
+        raise ConfigError(f"pipeline.notebooks: {exc}".replace("--only ", "", 1)) from None
     selected = [n for n in parse_only(only, available) if n in run_has]
     if not selected:
         raise ValueError(f"--only {only} selects none of this config's notebooks (pipeline.notebooks: "
                          f"{cfg.pipeline.notebooks!r})")
     available = {n: p for n, p in available.items() if n in run_has}
     layout = RunLayout.for_run(cfg.run_name, run_dir)
+    # Inputs this run does not remake must have been made with this config's settings (else old numbers
+    # would be reported under the new config): refused now, naming the setting and the notebook to rerun.
+    stale = stale_inputs(cfg, layout, {n: p.stem for n, p in available.items()}, selected)
+    if stale:
+        raise ConfigError(describe_stale(stale, str(config_path), selected[-1]))
     layout.root.mkdir(parents=True, exist_ok=True)
     swept = sweep_temp_files(layout.root)  # what interrupted atomic writes left behind
 

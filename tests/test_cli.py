@@ -36,3 +36,15 @@ def test_shard_and_merge_together_are_refused(tmp_path, capsys):
     assert main(["render", "--config", str(config), "--run-dir", str(tmp_path / "run"), "--shard", "0/2",
                  "--merge", "2"]) == 2
     assert "--shard and --merge" in capsys.readouterr().err
+
+
+def test_a_config_selecting_no_notebook_names_its_setting_not_only(tmp_path, capsys):
+    import yaml
+    from helpers import TINY, deep_update
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(deep_update(TINY, {"pipeline": {"notebooks": "99"}})))
+    assert main(["run", "--config", str(config), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mvclip: pipeline.notebooks: '99' selects no notebook; available: 01_render")
+    assert "--only" not in err and not (tmp_path / "run").exists()

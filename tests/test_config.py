@@ -227,3 +227,50 @@ def test_ovt_ablations_change_only_the_keys_they_name_and_round_trip(tmp_path):
 ])
 def test_bad_ovt_ablations_name_the_entry(ablations, message):
     assert error_of({"ovt_ablations": ablations}).startswith(message)
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("overrides,message", [
+    # NaN and infinity pass every range check: refused for every float setting, lists included
+    ({"render": {"distance": NAN}}, "render.distance: expected a finite number, got nan"),
+    ({"dataset": {"splits": {"pretrain": NAN}}}, "dataset.splits.pretrain: expected a finite number, got nan"),
+    ({"heads": {"lr": NAN}}, "heads.lr: expected a finite number, got nan"),
+    ({"ovt": {"lr": INF}}, "ovt.lr: expected a finite number, got inf"),
+    ({"render": {"elevations_deg": [10, -INF]}}, "render.elevations_deg[1]: expected a finite number, got -inf"),
+    # names that reach the file system, and a negative seed, name the real cause
+    ({"render": {"ood_views": [{"name": "../../escape", "azimuth_deg": 0, "elevation_deg": 10, "distance": 1.5}]}},
+     "render.ood_views[0].name: expected a file name of letters, digits"),
+    ({"render": {"ood_views": [{"name": ".hidden", "azimuth_deg": 0, "elevation_deg": 10, "distance": 1.5}]}},
+     "render.ood_views[0].name: expected a file name"),
+    ({"seed": -1}, "seed: expected a random seed of at least 0, got -1"),
+    # an open_clip model or tag it does not know: before 01 renders, with no advice to go online
+    ({"backbone": {"model": "ViT-B-99", "pretrained": "openai"}},
+     "backbone.model: 'ViT-B-99' is not an open_clip model (did you mean ['ViT-B-32'"),
+    ({"backbone": {"model": "ViT-B-32", "pretrained": "openaii"}},
+     "backbone.pretrained: 'openaii' is not a pretrained tag open_clip knows for 'ViT-B-32'; expected one of openai,"),
+])
+def test_non_finite_numbers_unsafe_names_and_unknown_backbones_are_refused(overrides, message):
+    msg = error_of(overrides)
+    assert msg.startswith(message), msg
+    assert "\n" not in msg and "network" not in msg
+
+
+def test_known_open_clip_names_and_checkpoint_files_pass(tmp_path):
+    assert config_from_dict(deep_update(TINY, {"backbone": {"model": "ViT-B-32", "pretrained": "OpenAI"}}))
+    checkpoint = tmp_path / "weights.pt"
+    checkpoint.write_bytes(b"")
+    assert config_from_dict(deep_update(TINY, {"backbone": {"model": "ViT-B-32", "pretrained": str(checkpoint)}}))
+    assert config_from_dict(deep_update(TINY, {"render": {"ood_views": [
+        {"name": "el+40_az000-close.v2", "azimuth_deg": 0, "elevation_deg": 40, "distance": 1.0}]}}))
+
+
+def test_extends_pointing_at_a_list_is_one_line_naming_both_files(tmp_path):
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    (tmp_path / "run.yaml").write_text("extends: list.yaml\nseed: 1\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(tmp_path / "run.yaml")
+    message = str(refused.value)
+    assert "\n" not in message and "run.yaml: extends:" in message
+    assert "list.yaml holds a list, not a mapping" in message

@@ -251,7 +251,12 @@ def test_failing_notebook_stops_the_run_and_is_kept(tmp_path):
     leftover = run_dir / "metrics" / ".results.csv.abc123.tmp"
     leftover.parent.mkdir(parents=True)
     leftover.write_text("partial")
+    # A setting 01's outputs are made from (the seed) refuses the partial rerun; one they are not made from runs.
     config = write_config(tmp_path / "cfg.yaml", {"seed": 7})
+    refused = run_module("mvclip_utils", "run", "--config", str(config), "--run-dir", str(run_dir),
+                         "--notebooks-dir", str(notebooks), "--kernel", "python3", "--only", "02")
+    assert refused.returncode == 2 and "seed is 7" in refused.stderr and "rerun from 01_fine" in refused.stderr
+    config = write_config(tmp_path / "cfg.yaml", {"heads": {"lr": 0.0123}})
     result = run_module("mvclip_utils", "run", "--config", str(config), "--run-dir", str(run_dir),
                         "--notebooks-dir", str(notebooks), "--kernel", "python3", "--only", "02")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -259,8 +264,8 @@ def test_failing_notebook_stops_the_run_and_is_kept(tmp_path):
     assert re.search(r"01_fine</td><td[^>]*>ok</td>", index)
     assert re.search(r"02_broken</td><td[^>]*>ok</td>", index)
     assert re.search(r"03_never</td><td[^>]*>not run</td>", index)
-    assert "seed: 0" in (run_dir / "configs" / "01_fine.yaml").read_text()
-    assert "seed: 7" in (run_dir / "configs" / "02_broken.yaml").read_text()
+    assert "lr: 0.0123" not in (run_dir / "configs" / "01_fine.yaml").read_text()
+    assert "lr: 0.0123" in (run_dir / "configs" / "02_broken.yaml").read_text()
     assert "ran with 2 different configs" in index
     assert not leftover.exists()
 

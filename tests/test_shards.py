@@ -1,6 +1,7 @@
 """Rendering in shards: shard arithmetic, two shard processes writing one run directory at the same
 time, a merge that refuses an incomplete set, and the SLURM scripts' shard arithmetic."""
 
+import json
 import os
 import subprocess
 
@@ -49,6 +50,8 @@ def test_two_concurrent_shards_then_a_merge_equal_one_unsharded_build(tmp_path):
     record.write_text(saved)
     merged = run_module("mvclip_utils", "render", "--config", str(config), "--run-dir", str(sharded), "--merge", "2")
     assert merged.returncode == 0, merged.stderr[-3000:]
+    summary = json.loads(merged.stdout.strip().splitlines()[-1])  # strict JSON: a merge renders nothing, no NaN rate
+    assert summary["images_per_second"] is None and summary["rendered"] == 0
     assert run_module("mvclip_utils", "render", "--config", str(config), "--run-dir", str(whole),
                       "--quiet").returncode == 0
 

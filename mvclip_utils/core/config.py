@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -83,6 +84,8 @@ def _convert(value: Any, tp: Any, path: str, base_dir: Path) -> Any:
             fail(path, f"expected an integer, got {type(value).__name__} {value!r}")
         return value
     if tp is float:
+        if isinstance(value, float) and not math.isfinite(value):  # .nan / .inf pass every range check
+            fail(path, f"expected a finite number, got {value}")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail(path, f"expected a number, got {type(value).__name__} {value!r}")
         return float(value)
@@ -180,7 +183,11 @@ def _read_params(path: Path, chain: tuple[Path, ...]) -> Any:
         if base.resolve() in chain + (path.resolve(),):
             cycle = " -> ".join(p.name for p in chain + (path.resolve(), base.resolve()))
             raise ConfigError(f"{path}: extends: a cycle ({cycle})")
-        data = _deep_merge(_read_params(base, chain + (path.resolve(),)) or {}, data)
+        inherited = _read_params(base, chain + (path.resolve(),)) or {}
+        if not isinstance(inherited, dict):
+            raise ConfigError(f"{path}: extends: {base} holds a {type(inherited).__name__}, not a mapping of "
+                              "settings; point extends at a params file such as params/default.yaml")
+        data = _deep_merge(inherited, data)
     return data
 
 

@@ -8,6 +8,7 @@ the dotted key, the allowed range and the fix.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import typing
 from pathlib import Path
@@ -27,6 +28,8 @@ from .schema import (
     needed_splits,
     pretrains_here,
 )
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9_.+-]*")
 
 
 def fail(path: str, message: str) -> typing.NoReturn:
@@ -79,6 +82,10 @@ def _check_render(cfg: RunConfig) -> None:
         if v.distance <= 0:
             fail(f"render.ood_views[{i}].distance", f"expected a positive distance, got {v.distance}")
     names = [v.name for v in r.ood_views]
+    for i, name in enumerate(names):  # a view's name is a file name: ood_<name>.png under every object
+        if not SAFE_NAME.fullmatch(name):
+            fail(f"render.ood_views[{i}].name", f"expected a file name of letters, digits, '_', '-', '+' and '.' "
+                                                f"(not starting with '.' or '-'), got {name!r}")
     if len(set(names)) != len(names):
         fail("render.ood_views", f"view names must be unique, got {names}")
 
@@ -122,6 +129,27 @@ def _check_backbone(cfg: RunConfig) -> None:
     if cfg.backbone.model != TINY_MODEL and not pretrained and not cfg.backbone.model.startswith("hf-hub:"):
         fail("backbone.pretrained", f"model {cfg.backbone.model!r} needs pretrained weights: an open_clip tag "
                                     "(e.g. 'openai') or a checkpoint file")
+    _check_open_clip_names(cfg.backbone.model, pretrained)
+
+
+def _check_open_clip_names(model: str, pretrained: str) -> None:
+    """An open_clip model name and pretrained tag that open_clip knows (its lists ship with the package, so
+    this needs no network): refused before 01 renders, not at 02."""
+    if model == TINY_MODEL or model.startswith("hf-hub:"):
+        return
+    import open_clip  # late: heavy (torch), and only a config naming an open_clip model needs it
+
+    models = open_clip.list_models()
+    if model not in models:
+        close = difflib.get_close_matches(model, models, n=3)
+        fail("backbone.model", f"{model!r} is not an open_clip model{f' (did you mean {close})' if close else ''}; "
+                               f"expected one of open_clip.list_models(), 'hf-hub:<repo>' or {TINY_MODEL!r}")
+    if pretrained and not Path(pretrained).is_file():
+        tags = open_clip.list_pretrained_tags_by_model(model)
+        if pretrained.lower() not in tags:  # open_clip reads tags case-blind
+            fail("backbone.pretrained", f"{pretrained!r} is not a pretrained tag open_clip knows for {model!r}; "
+                                        f"expected one of {', '.join(tags) or '(none: give a checkpoint file)'} "
+                                        "or an existing checkpoint file")
 
 
 def _check_embed(cfg: RunConfig) -> None:
@@ -243,6 +271,8 @@ def _check_categories(cfg: RunConfig) -> None:
 def _check_run_name(cfg: RunConfig) -> None:
     if not cfg.run_name or "/" in cfg.run_name or cfg.run_name.startswith("."):
         fail("run_name", f"expected a plain folder name, got {cfg.run_name!r}")
+    if cfg.seed < 0:  # numpy's generators and Blender's noise seed take no negative seed
+        fail("seed", f"expected a random seed of at least 0, got {cfg.seed}")
 
 
 def _check_tuning(section: str, o: AdapterTuningConfig) -> None:
