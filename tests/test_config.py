@@ -274,16 +274,3 @@ def test_extends_pointing_at_a_list_is_one_line_naming_both_files(tmp_path):
     message = str(refused.value)
     assert "\n" not in message and "run.yaml: extends:" in message
     assert "list.yaml holds a list, not a mapping" in message
-
-
-@pytest.mark.parametrize("overrides,message", [
-    ({"heads": {"views_per_object": 20}},
-     "heads.views_per_object: 20 views per object, but the render grid has 8 (4 azimuths x 2 elevations); "
-     "expected at most 8"),
-    ({"ovt": {"views_per_object": 9}}, "ovt.views_per_object: 9 views per object, but the render grid has 8"),
-    ({"distill": {"views_per_object": 12}}, "distill.views_per_object: 12 views per object"),
-    ({"ovt_ablations": [{"name": "many", "views_per_object": 10}]}, "ovt_ablations[0].views_per_object: 10 views"),
-])
-def test_more_views_per_object_than_the_grid_has_are_refused(overrides, message):
-    assert error_of(overrides).startswith(message)
-    assert config_from_dict(deep_update(TINY, {"heads": {"views_per_object": 8}}))  # the whole grid is fine

@@ -53,8 +53,7 @@ def check_config(cfg: RunConfig) -> None:
     """Every section's checks, in the order a reader meets the sections in a params YAML."""
     for check in (_check_render, _check_dataset_counts, _check_backbone, _check_embed, _check_heads,
                   _check_tuning_sections, _check_pipeline, _check_decoding, _check_segmentation, _check_probes,
-                  _check_splits, _check_views_per_object, _check_clean_mix, _check_categories,
-                  _check_run_name):
+                  _check_splits, _check_clean_mix, _check_categories, _check_run_name):
         check(cfg)
 
 
@@ -183,19 +182,6 @@ def _check_tuning_sections(cfg: RunConfig) -> None:
     for key, o in [("ovt", cfg.ovt)] + [(f"ovt_ablations[{i}]", x.ovt) for i, x in enumerate(cfg.ovt_ablations)]:
         _check_ovt(key, o)
     _check_distill(cfg.distill)
-
-
-def _check_views_per_object(cfg: RunConfig) -> None:
-    """Each method draws views per object from the grid: asking for more than there are cannot be meant (it
-    was reduced without a word while the reports printed the setting)."""
-    grid = cfg.render.azimuths * len(cfg.render.elevations_deg)
-    sections = ([("heads", cfg.heads), ("ovt", cfg.ovt), ("distill", cfg.distill)]
-                + [(f"ovt_ablations[{i}]", x.ovt) for i, x in enumerate(cfg.ovt_ablations)])
-    for key, section in sections:
-        if section.views_per_object > grid:
-            shape = f"{cfg.render.azimuths} azimuths x {len(cfg.render.elevations_deg)} elevations"
-            fail(f"{key}.views_per_object", f"{section.views_per_object} views per object, but the render grid has "
-                                            f"{grid} ({shape}); expected at most {grid}")
 
 
 def _check_clean_mix(cfg: RunConfig) -> None:
