@@ -270,13 +270,17 @@ def _stat_key(path) -> tuple[int, int] | None:
         stat = path.stat()
     except FileNotFoundError:
         return None
+    return _stat_pair(stat)
+
+
+def _stat_pair(stat) -> tuple[int, int]:
     return stat.st_mtime_ns, stat.st_size
 
 
 def _status_key(folder) -> int:
     try:
         with os.scandir(folder) as entries:
-            return hash(frozenset((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries))
+            return hash(frozenset((e.name, *_stat_pair(e.stat())) for e in entries))
     except FileNotFoundError:
         return 0
 
