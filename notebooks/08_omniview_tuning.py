@@ -55,10 +55,9 @@ run = ovt.run_ovt(opened)
 trainable, total = run.trainable
 display(Markdown(
     f"**Backbone:** {run.backbone} · trainable parameters of OVT: **{trainable:,}** of {total:,} "
-    f"({trainable / total:.1%}) · {cfg.ovt.steps} steps of {cfg.ovt.objects_per_batch} objects x "
-    f"{cfg.ovt.views_per_object} views + {cfg.ovt.clean_per_batch} clean views, lambda {cfg.ovt.vc_weight}, "
-    f"K = {cfg.ovt.outlier_views} outlier views, margin {cfg.ovt.margin}. Training: "
-    + ", ".join(f"{name} {h.seconds:.0f} s ({h.epochs} epochs"
+    f"({trainable / total:.1%}) · {cfg.ovt.steps} steps, lambda {cfg.ovt.vc_weight}, "
+    f"K = {cfg.ovt.outlier_views} outlier views, margin {cfg.ovt.margin}. Training (batches as used): "
+    + ", ".join(f"{name} {ovt.describe_batch(h.batch)}, {h.seconds:.0f} s ({h.epochs} epochs"
                 + (f", {h.processes} processes" if h.processes > 1 else "") + ")"
                 for name, h in run.histories.items()) + "."))
 

@@ -26,6 +26,81 @@ def test_failed_objects_take_no_split_place():
         assert sorted(ok[ok.index.str.startswith("m")]) == ["test", "train", "val"]  # one of each, whatever the seed
 
 
+def _rendered(statuses: dict[str, tuple[str, str]], source: str = "procedural") -> pd.DataFrame:
+    """An objects table after rendering: {object_id: (category, reason or "" when it rendered)}."""
+    from mvclip_utils.core.schema import SplitConfig
+    from mvclip_utils.data.dataset import split_rendered
+
+    rows = [{"object_id": oid, "category": cat, "status": "failed" if reason else "ok", "reason": reason,
+             "source": source, "asset_path": "" if "cache" in reason else f"/a/{oid}.glb"}
+            for oid, (cat, reason) in statuses.items()]
+    return split_rendered(pd.DataFrame(rows), SplitConfig(pretrain=0.5, train=0.0, val=0.0, test=0.5), 0)
+
+
+def test_a_category_whose_objects_all_failed_is_an_error_that_says_why_and_that_a_rerun_retries():
+    from mvclip_utils.core.schema import ConfigError
+    from mvclip_utils.data.dataset import check_split_sizes
+    from mvclip_utils.data.render_jobs import failure_record
+
+    disk_full = failure_record(OSError(28, "No space left on device"))["reason"]
+    objects = _rendered({"m0": ("mug", ""), "m1": ("mug", ""), "b0": ("bottle", ""), "b1": ("bottle", ""),
+                         "c0": ("car", disk_full), "c1": ("car", disk_full)})
+    cfg = make_config()
+    with pytest.raises(ConfigError) as info:
+        check_split_sizes(cfg, objects)
+    message = str(info.value)
+    assert message.startswith("dataset.splits: categories car have too few rendered objects (car: 0)")
+    assert "2 of their objects failed to render (e.g. c0: OSError: [Errno 28] No space left on device" in message
+    assert "the I/O failures are retried when you rerun" in message
+    check_split_sizes(cfg, objects[objects.category != "car"])  # without the category, nothing is missing
+
+
+def test_objaverse_glbs_missing_from_the_cache_are_named_with_the_command_that_fetches_them():
+    from mvclip_utils.core.schema import ConfigError
+    from mvclip_utils.data.dataset import check_split_sizes
+
+    missing = "/c/glbs/000-000/d2.glb (uid d2) is not in the local Objaverse cache and the download failed"
+    objects = _rendered({"m0": ("mug", ""), "m1": ("mug", ""), "b0": ("bottle", ""), "b1": ("bottle", ""),
+                         "d0": ("donut", ""), "d1": ("donut", missing), "d2": ("donut", missing)}, "objaverse")
+    cfg = make_config({"dataset": {"source": "objaverse"}})
+    with pytest.raises(ConfigError) as info:
+        check_split_sizes(cfg, objects)
+    message = str(info.value)
+    assert "categories donut have too few rendered objects (donut: 1)" in message
+    assert "2 GLB(s) are missing from the local Objaverse cache (d1, d2)" in message
+    assert "python -c \"import objaverse; objaverse.load_objects(['d1', 'd2'])\" and rerun" in message
+
+
+def test_only_failures_that_can_pass_are_retried_on_the_next_run():
+    from mvclip_utils.data.render_jobs import failure_record
+
+    for exc in (OSError(28, "No space left on device"), PermissionError(13, "Read-only file system"),
+                FileNotFoundError("asset file /x.glb does not exist")):
+        record = failure_record(exc)
+        assert record["retry_on_rerun"] and record["reason"].endswith("(an I/O error: retried on the next run)")
+    for exc in (RuntimeError("Blender could not import /x.glb"), ValueError("the asset has no mesh geometry")):
+        record = failure_record(exc)
+        assert not record["retry_on_rerun"] and record["reason"] == f"{type(exc).__name__}: {exc}"
+
+
+@pytest.mark.slow
+def test_objects_that_failed_on_an_io_error_render_on_the_rerun_after_it_is_fixed(tmp_path):
+    from mvclip_utils.core.schema import ConfigError
+
+    cfg = make_config({"render": {"elevations_deg": [30], "ood_views": []}})
+    layout = RunLayout(tmp_path)
+    layout.staging.parent.mkdir(parents=True)
+    layout.staging.write_text("")  # the workers cannot make their staging folders: an I/O error on every object
+    with pytest.raises(ConfigError) as info:
+        build_dataset(cfg, layout, progress=False)
+    assert "objects rendered in 0 categories" in str(info.value) and "retried when you rerun" in str(info.value)
+    objects = pd.read_parquet(layout.objects_table)
+    assert (objects.status == "failed").all() and objects.reason.str.contains("retried on the next run").all()
+    layout.staging.unlink()  # the cause is fixed: the rerun renders every object again
+    objects, summary = build_dataset(cfg, layout, progress=False)
+    assert summary.rendered == len(objects) == 6 and (objects.status == "ok").all()
+
+
 
 def test_corruptions_are_deterministic_and_grow_with_severity():
     rng = np.random.default_rng(0)

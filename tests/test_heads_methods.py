@@ -8,7 +8,7 @@ from helpers import TINY, deep_update
 
 from mvclip_utils.core.config import config_from_dict
 from mvclip_utils.core.runs import RunLayout
-from mvclip_utils.core.train import optimise
+from mvclip_utils.core.train import SettingReducedWarning, optimise
 from mvclip_utils.evaluation import metrics, results
 from mvclip_utils.models.embed import Embeddings
 from mvclip_utils.models.heads import MLPHead, ViewAutoencoder
@@ -85,6 +85,18 @@ def test_every_method_trains_deterministically_and_is_evaluated(name, tmp_path):
     np.testing.assert_allclose(np.linalg.norm(test.image, axis=-1), 1, atol=1e-5)
     assert 0 <= row["view_retrieval_mAP"] <= 1 and "zero_shot_accuracy_canonical" in row
     assert ("reconstruction_l2" in row) == (name == "autoencoder")
+
+
+def test_a_head_batch_larger_than_the_data_is_reduced_with_a_warning_and_reported_as_used():
+    emb, views = synthetic_embeddings()  # 8 train objects, 5 grid views each
+    cfg = config_from_dict(deep_update(TINY, {"heads": {"steps": 3, "views_per_object": 20, "objects_per_batch": 100}}))
+    with pytest.warns(SettingReducedWarning) as caught:
+        trained = train_method("contrastive_head", cfg, emb, views, None, progress=False)
+    messages = sorted(str(w.message) for w in caught)
+    assert messages[0].startswith("heads.objects_per_batch: 100 asked, but the data has 8 train objects: using 8")
+    assert messages[1].startswith("heads.views_per_object: 20 asked, but the data has 5 grid views per object: "
+                                  "using 5")
+    assert (trained.heads.views_per_object, trained.heads.objects_per_batch) == (5, 8)
 
 
 def test_object_head_collapses_and_contrastive_head_does_not():

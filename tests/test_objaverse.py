@@ -236,6 +236,11 @@ def test_objaverse_run_renders_real_glbs_and_records_a_corrupt_one(tmp_path):
     assert objects.loc["aaa111", "category"] == "mug" and objects.loc["bbb222", "category"] == "bottle"
     assert (objects.source == "objaverse").all()
     assert objects.loc["ddd444", "status"] == "failed" and objects.loc["ddd444", "reason"]
+    assert "retried" not in objects.loc["ddd444", "reason"]  # the asset's fault: a rerun does not try it again
+    again = run_module("mvclip_utils", "render", "--config", str(config), "--run-dir", str(run_dir), "--quiet",
+                       env={"HOME": str(home)})
+    summary = json.loads(again.stdout.strip().splitlines()[-1])
+    assert (summary["rendered"], summary["skipped"], summary["failed"]) == (0, 7, 1)  # skipped, still failed
     assert not layout.image_dir("ddd444").exists()
     ok = objects[objects.status == "ok"]
     assert len(ok) == 6 and (pd.crosstab(ok.category, ok.split) == 1).all().all()

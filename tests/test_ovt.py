@@ -2,8 +2,10 @@
 
 import copy
 import logging
+from dataclasses import replace
 
 import open_clip
+import pandas as pd
 import pytest
 import torch
 
@@ -122,9 +124,11 @@ def test_train_ovt_runs_the_minimax_loop_on_renders(tmp_path):
     from helpers import make_config
 
     from mvclip_utils.core.runs import RunLayout
+    from mvclip_utils.core.train import SettingReducedWarning
     from mvclip_utils.data.dataset import build_dataset
     from mvclip_utils.models.backbone import CaptionTokenizer
     from mvclip_utils.studies.ovt import train_ovt
+    from mvclip_utils.studies.tuning import describe_batch
 
     cfg = make_config({"dataset": {"procedural": {"objects_per_category": 4},
                                    "splits": {"pretrain": 0.25, "train": 0.25, "val": 0.25, "test": 0.25}},
@@ -142,6 +146,20 @@ def test_train_ovt_runs_the_minimax_loop_on_renders(tmp_path):
     assert any(v > 0 for v in history.vc)
     changed = [not torch.equal(p, torch.zeros_like(p)) for n, p in tuned.named_parameters() if "lora_B" in n]
     assert changed and all(changed)  # LoRA's B starts at zero: every adapter was trained
+    assert history.batch == {"objects_per_batch": 2, "views_per_object": 2, "clean_per_batch": 2}
+
+    # A batch larger than the data is reduced with a warning per setting, and the history says what was used.
+    objects = pd.read_parquet(layout.objects_table)
+    n_train, n_pretrain = (objects.split == "train").sum(), (objects.split == "pretrain").sum()
+    big = replace(cfg, ovt=replace(cfg.ovt, steps=1, objects_per_batch=100, views_per_object=20, clean_per_batch=1000))
+    with pytest.warns(SettingReducedWarning) as caught:
+        _, history = train_ovt(big, layout, backbone, progress=False)
+    messages = "\n".join(str(w.message) for w in caught)
+    assert f"ovt.objects_per_batch: 100 asked, but the data has {n_train} train objects" in messages
+    assert "ovt.views_per_object: 20 asked, but the data has 8 grid views per object" in messages
+    assert f"ovt.clean_per_batch: 1000 asked, but the data has {n_pretrain} pretrain objects" in messages
+    assert history.batch == {"objects_per_batch": n_train, "views_per_object": 8, "clean_per_batch": n_pretrain}
+    assert describe_batch(history.batch) == f"{n_train} objects x 8 views + {n_pretrain} clean views"
 
 
 def test_caption_bank_draws_captions_or_category_prompts_and_ids_mark_identical_texts():

@@ -119,7 +119,8 @@ def test_an_object_that_keeps_killing_its_worker_is_recorded_failed(tmp_path):
     objects = pd.read_parquet(RunLayout(run_dir).objects_table)
     failed = objects[objects.status == "failed"]
     assert len(failed) == 1 and (objects.status == "ok").sum() == 23
-    assert failed.reason.iloc[0] == "worker process died (exit code -9) 1 times while rendering it"
+    assert failed.reason.iloc[0] == ("worker process died (exit code -9) 1 times while rendering it "
+                                     "(retried on the next run)")
     layout = RunLayout(run_dir)
     assert_no_partial_files(layout, N_VIEWS)
     # A crash may be bad luck: a rerun tries that object again and keeps the others.

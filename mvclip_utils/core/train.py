@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -115,3 +116,19 @@ def optimise(named_parameters: Iterable[tuple[str, torch.nn.Parameter]], loss_at
         model.load_state_dict(best_state)
     result.seconds = time.perf_counter() - start
     return result
+
+
+class SettingReducedWarning(UserWarning):
+    """A batch setting larger than the data it draws from, reduced to what the data has."""
+
+
+def fit_to_data(requested: int, available: int, key: str, what: str, multiple_of: int = 1) -> int:
+    """`requested`, or the most `available` allows (a multiple of `multiple_of`), with a warning that
+    names the key: a batch larger than its data would draw the same items again and again, and the
+    reports must print what was used, not what was asked."""
+    if requested <= available:
+        return requested
+    used = max(multiple_of, available // multiple_of * multiple_of)
+    warnings.warn(f"{key}: {requested} asked, but the data has {available} {what}: using {used} "
+                  f"(set {key} to at most {available} to silence this)", SettingReducedWarning, stacklevel=2)
+    return used

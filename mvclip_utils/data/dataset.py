@@ -25,7 +25,7 @@ from ..core.schema import SPLITS, ConfigError, RunConfig, SplitConfig, needed_sp
 from ..core.shards import shard_items
 from .objaverse_source import select_objects
 from .objects import make_objects
-from .render_jobs import RenderSummary, render_jobs
+from .render_jobs import RETRIED, RenderSummary, render_jobs
 from .render_scene import MAX_LABELS, RenderJob
 
 
@@ -164,8 +164,9 @@ def split_rendered(objects: pd.DataFrame, fractions: SplitConfig, seed: int) -> 
 
 
 def check_split_sizes(cfg: RunConfig, objects: pd.DataFrame) -> None:
-    """Every needed split holds at least one rendered object of every category, and there are
-    at least two categories; otherwise a message naming the config key to change."""
+    """Every needed split holds at least one rendered object of every category (one whose objects all
+    failed too), and there are at least two categories; otherwise a message naming the config key to
+    change, why the category's objects failed, and what a rerun or a fetch would fix."""
     ok = objects[objects.status == "ok"]
     categories = sorted(ok.category.unique())
     key = ("dataset.objaverse.lvis_categories" if cfg.dataset.source == "objaverse"
@@ -173,16 +174,36 @@ def check_split_sizes(cfg: RunConfig, objects: pd.DataFrame) -> None:
     if len(categories) < 2:
         raise ConfigError(f"{key}: {len(ok)} objects rendered in {len(categories)} categor"
                           f"{'y' if len(categories) == 1 else 'ies'} ({', '.join(categories)}); zero-shot and the "
-                          f"probes need at least 2")
+                          f"probes need at least 2{_why_failed(objects)}")
     needed = needed_splits(cfg)
-    counts = pd.crosstab(ok.category, ok.split).reindex(columns=needed, fill_value=0)
+    counts = (pd.crosstab(ok.category, ok.split)
+              .reindex(index=sorted(objects.category.unique()), columns=needed, fill_value=0))
     short = counts[(counts == 0).any(axis=1)]
     if len(short):
-        per_category = ok.category.value_counts()
+        per_category = ok.category.value_counts().reindex(short.index, fill_value=0)
         raise ConfigError(
             f"dataset.splits: categories {', '.join(short.index[:5])} have too few rendered objects "
             f"({', '.join(f'{c}: {per_category[c]}' for c in short.index[:5])}) for splits {', '.join(needed)}; "
-            f"render more objects per category, lower the splits' number, or drop those categories")
+            f"render more objects per category, lower the splits' number, or drop those categories"
+            f"{_why_failed(objects[objects.category.isin(short.index)])}")
+
+
+def _why_failed(objects: pd.DataFrame) -> str:
+    """What the message adds about these objects' failures: how many, an example reason, whether a
+    rerun retries them, and for Objaverse GLBs missing from the cache, which ones and how to fetch them."""
+    failed = objects[objects.status == "failed"]
+    if failed.empty:
+        return ""
+    first = failed.iloc[0]
+    text = f". {len(failed)} of their objects failed to render (e.g. {first.object_id}: {first.reason})"
+    missing = failed[(failed.source == "objaverse") & (failed.asset_path == "")].object_id.tolist()
+    if missing:
+        text += (f"; {len(missing)} GLB(s) are missing from the local Objaverse cache ({', '.join(missing[:8])}"
+                 f"{', ...' if len(missing) > 8 else ''}): fetch them on a machine with network access with "
+                 f"python -c \"import objaverse; objaverse.load_objects({missing!r})\" and rerun")
+    elif failed.reason.str.contains(RETRIED, regex=False).any():
+        text += "; the I/O failures are retried when you rerun, once their cause (e.g. a full disk) is fixed"
+    return text
 
 
 def describe_build(cfg: RunConfig, objects: pd.DataFrame, views: pd.DataFrame, summary: RenderSummary) -> str:

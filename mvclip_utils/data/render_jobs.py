@@ -10,7 +10,9 @@ file into place, then writes the object's status JSON atomically. The status map
 view rendered to its fingerprint (only the settings its pixels depend on), so a config
 change rerenders just the views it changes: adding a view renders that view only. A
 worker that dies takes only its current object with it; that object is retried in a
-fresh worker and recorded as failed after `max_attempts`. Workers die with the process
+fresh worker and recorded as failed after `max_attempts`. Why an object failed is recorded; a
+cause that can pass (an I/O error, a killed worker) is retried by the next run, a broken asset is
+not (`failure_record`). Workers die with the process
 that started them, so killing a run leaves no Blender process behind.
 """
 
@@ -115,6 +117,20 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
+RETRIED = "retried on the next run"
+
+
+def failure_record(exc: BaseException) -> dict:
+    """The status of an object whose render raised `exc`. An OSError (disk full, a read-only or
+    vanished file, an asset not there yet) is the machine's, not the asset's: the object is tried
+    again on the next run. Anything else (Blender cannot import it, no geometry) is the asset's and
+    stays failed while its fingerprint is unchanged, so a corrupt asset is not rendered again and again."""
+    transient = isinstance(exc, OSError)
+    reason = f"{type(exc).__name__}: {exc}".strip()
+    return {"status": "failed", "retry_on_rerun": transient,
+            "reason": f"{reason} (an I/O error: {RETRIED})" if transient else reason}
+
+
 def _worker_main(worker_id: int, tasks: mp.Queue, results: mp.Queue, cfg: RenderConfig, views: list[dict],
                  seed: int, run_root: str, parent_pid: int) -> None:
     _die_with_parent(parent_pid)
@@ -137,8 +153,8 @@ def _worker_main(worker_id: int, tasks: mp.Queue, results: mp.Queue, cfg: Render
             _commit_object(layout, job, staging, record)
         except Exception as exc:  # a broken asset is recorded and the run goes on
             shutil.rmtree(staging, ignore_errors=True)
-            record = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}".strip(),
-                      "traceback": traceback.format_exc(limit=5), "seconds": time.perf_counter() - start}
+            record = {**failure_record(exc), "traceback": traceback.format_exc(limit=5),
+                      "seconds": time.perf_counter() - start}
             write_status(layout, job, record)
             _discard_views(layout, job)
         done += 1
@@ -333,7 +349,7 @@ def render_jobs(jobs: list[RenderJob], layout: RunLayout, cfg: RenderConfig, vie
                         write_status(layout, job, {
                             "status": "failed", "seconds": 0.0, "retry_on_rerun": True,
                             "reason": f"worker process died (exit code {proc.exitcode}) "
-                                      f"{attempts[job.object_id]} times while rendering it"})
+                                      f"{attempts[job.object_id]} times while rendering it ({RETRIED})"})
                         shutil.rmtree(layout.staging / job.object_id, ignore_errors=True)
                         _discard_views(layout, job)
                         counts["failed"] += 1

@@ -49,6 +49,7 @@ from ..models.opened_run import OpenedRun
 from .tuning import (
     TuningHistory,
     TuningStep,
+    describe_batch,
     evaluate_zero_shot_splits,
     train_or_reuse,
     tune_adapters,
@@ -218,8 +219,8 @@ def describe_run(run: DistillRun, d: DistillConfig) -> str:
     """Notebook 12's header (markdown): backbone, trainable parameters, budget, target, weights, training time."""
     trainable, total = run.trainable
     return (f"**Backbone:** {run.backbone} · trainable parameters: **{trainable:,}** of {total:,} "
-            f"({trainable / total:.1%}) · {d.steps} steps of {d.objects_per_batch} objects x {d.views_per_object} "
-            f"views + {d.clean_per_batch} clean views · target: {d.target.replace('_', ' ')} · weights: distill "
+            f"({trainable / total:.1%}) · {d.steps} steps of "
+            f"{describe_batch(run.history.batch)} · target: {d.target.replace('_', ' ')} · weights: distill "
             f"{d.distill_weight}, keep {d.keep_weight}, ITC {d.itc_weight} · trained in {run.history.seconds:.0f} s "
             f"({run.history.epochs} epochs"
             + (f", {run.history.processes} processes" if run.history.processes > 1 else "") + ").")

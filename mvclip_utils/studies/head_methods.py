@@ -19,7 +19,7 @@ from torch import nn
 from ..core.cameras import canonical_view_id
 from ..core.runs import RunLayout, atomic_torch_save, atomic_write_json
 from ..core.schema import HeadsConfig, RunConfig
-from ..core.train import TrainResult, optimise
+from ..core.train import TrainResult, fit_to_data, optimise
 from ..evaluation.metrics import (
     cross_object_similarity,
     evaluation_row,
@@ -84,6 +84,7 @@ class TrainedMethod:
     method: HeadMethod
     model: nn.Module
     result: TrainResult
+    heads: HeadsConfig  # the settings used: batch sizes reduced to what the data has
 
 
 def sample_views(image: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
@@ -107,11 +108,12 @@ def train_method(name: str, cfg: RunConfig, emb: Embeddings, views: pd.DataFrame
         raise ValueError(f"{name}: only {len(train.object_ids)} train objects; raise dataset.splits.train")
     train_image, train_text = _grid(train, views), torch.from_numpy(train.text)
     val_image, val_text = _grid(val, views), torch.from_numpy(val.text)
-    k = min(h.views_per_object, train_image.shape[1])
+    k = fit_to_data(h.views_per_object, train_image.shape[1], "heads.views_per_object", "grid views per object")
+    per_batch = fit_to_data(h.objects_per_batch or len(train_image), len(train_image), "heads.objects_per_batch",
+                            "train objects")
     torch.manual_seed(h.seed)
     generator = torch.Generator().manual_seed(h.seed)
     model = method.build(train_image.shape[-1], h)
-    per_batch = h.objects_per_batch or len(train_image)
 
     def loss_at_step(step: int) -> torch.Tensor:
         objects = (torch.randperm(len(train_image), generator=generator)[:per_batch]
@@ -139,8 +141,9 @@ def train_method(name: str, cfg: RunConfig, emb: Embeddings, views: pd.DataFrame
         atomic_write_json(layout.training_curves(name), {
             "train_loss": result.losses, "val_steps": result.val_steps, "val_loss": result.val_losses,
             "best_step": result.best_step, "stopped_early": result.stopped_early, "seconds": result.seconds,
-            **emb.provenance, "heads_config": asdict(h)})
-    return TrainedMethod(method, model, result)
+            **emb.provenance, "heads_config": asdict(h),
+            "batch_used": {"views_per_object": k, "objects_per_batch": per_batch}})
+    return TrainedMethod(method, model, result, replace(h, views_per_object=k, objects_per_batch=per_batch))
 
 
 @torch.no_grad()
@@ -203,4 +206,4 @@ def run_method(name: str, opened: OpenedRun, progress: bool = True) -> MethodRun
     row, test = evaluate_method(trained, emb, views, canonical_view_id(views, cfg.backbone.pretrain.canonical_view))
     results = write_result(layout, name, row, backbone["name"], emb.provenance, asdict(cfg.heads),
                            {"differences_from_seed": "; ".join(trained.method.differences_from_seed)})
-    return MethodRun(trained, row, results, test, emb.split("test"), views, backbone["name"], cfg.heads)
+    return MethodRun(trained, row, results, test, emb.split("test"), views, backbone["name"], trained.heads)

@@ -37,6 +37,7 @@ from .tuning import (
     TunedEvaluation,
     TuningHistory,
     TuningStep,
+    describe_batch,
     evaluate_zero_shot_splits,
     train_or_reuse,
     tune_adapters,
@@ -292,8 +293,8 @@ def train_data_parallel(cfg: RunConfig, layout: RunLayout, methods: list[str], p
             model, history = train_or_reuse_ovt(cfg, plan[method], layout, backbone, provenance, method,
                                                 progress, ranks)
             if ranks.is_main:
-                print(f"{method}: {len(history.itc)} steps, global batch {cfg.ovt.objects_per_batch} objects x "
-                      f"{cfg.ovt.views_per_object} views + {cfg.ovt.clean_per_batch} clean, on {history.processes} "
+                print(f"{method}: {len(history.itc)} steps, global batch {describe_batch(history.batch)}, "
+                      f"on {history.processes} "
                       f"process(es) in {history.seconds:.0f} s -> {layout.adapters(method)}", flush=True)
     finally:
         shutdown(ranks)

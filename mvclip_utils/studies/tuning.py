@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Callable, Protocol
 
 import numpy as np
@@ -24,7 +24,7 @@ from ..core.distributed import RankBatches, Ranks, data_parallel
 from ..core.progress import note
 from ..core.runs import atomic_write_json, file_digest
 from ..core.schema import AdapterTuningConfig, RunConfig
-from ..core.train import optimise
+from ..core.train import fit_to_data, optimise
 from ..data.dataset import ObjectViewBatches, ViewImages, collate_views, load_views
 from ..evaluation.corruptions import CORRUPTIONS, SEVERITIES, Corruption
 from ..evaluation.metrics import evaluation_row, zero_shot_predictions
@@ -76,6 +76,16 @@ class TuningHistory:
     epochs: int = 0
     seconds: float = 0.0
     processes: int = 1  # data-parallel processes that trained it (torchrun)
+    # the global batch used: objects_per_batch, views_per_object, clean_per_batch (reduced to the data)
+    batch: dict = field(default_factory=dict)
+
+
+def describe_batch(batch: dict) -> str:
+    """A tuning's global batch as used (`TuningHistory.batch`), for the reports."""
+    if not batch:  # adapters trained before the history recorded it
+        return "the configured batch"
+    return (f"{batch['objects_per_batch']} objects x {batch['views_per_object']} views + "
+            f"{batch['clean_per_batch']} clean views")
 
 
 def embed_views(model: nn.Module, data, batch_size: int = 256, workers: int = 0) -> torch.Tensor:
@@ -163,8 +173,17 @@ def tune_adapters(cfg: RunConfig, key: str, layout, backbone: Backbone, objectiv
                                  np.concatenate([d.categories for d in pool]).tolist(), train.category_names,
                                  cfg.backbone.pretrain.caption_templates, o.category_caption_prob)
     text_generator = torch.Generator().manual_seed(o.seed + 1)  # the same texts on every rank
-    sampler = ObjectViewBatches(train.n_objects, train.n_views, o.objects_per_batch,
-                                min(o.views_per_object, train.n_views), o.seed)
+    # A batch larger than its data is reduced (with a warning) and the history records what was used.
+    batch = {"objects_per_batch": fit_to_data(o.objects_per_batch, train.n_objects, f"{key}.objects_per_batch",
+                                              "train objects", multiple_of=ranks.world_size),
+             "views_per_object": fit_to_data(o.views_per_object, train.n_views, f"{key}.views_per_object",
+                                             "grid views per object"),
+             "clean_per_batch": 0 if clean is None else fit_to_data(
+                 o.clean_per_batch, clean.n_objects, f"{key}.clean_per_batch",
+                 "pretrain objects (one clean view each)", multiple_of=ranks.world_size)}
+    objective.history.batch = batch
+    sampler = ObjectViewBatches(train.n_objects, train.n_views, batch["objects_per_batch"], batch["views_per_object"],
+                                o.seed)
     ranks.check_divides(sampler.p, "objects per batch", f"{key}.objects_per_batch")
     workers = min(cfg.embed.loader_workers, 2)
     start, stop = ranks.bounds(train.n_objects)  # this rank's objects in `embed_train`
@@ -172,10 +191,11 @@ def tune_adapters(cfg: RunConfig, key: str, layout, backbone: Backbone, objectiv
                    ViewImages(layout, ["train"], grid, object_ids=train.objects.object_id[start:stop].tolist()))
     clean_batches = None
     if clean is not None:  # decoded in workers, drawn without replacement per pass
-        ranks.check_divides(o.clean_per_batch, "clean views per batch", f"{key}.clean_per_batch")
+        n_clean = batch["clean_per_batch"]
+        ranks.check_divides(n_clean, "clean views per batch", f"{key}.clean_per_batch")
         generator = torch.Generator().manual_seed(o.seed)
         drawn = torch.utils.data.BatchSampler(torch.utils.data.RandomSampler(
-            clean, num_samples=o.clean_per_batch * o.steps, generator=generator), o.clean_per_batch, drop_last=True)
+            clean, num_samples=n_clean * o.steps, generator=generator), n_clean, drop_last=True)
         clean_batches = iter(torch.utils.data.DataLoader(clean, batch_sampler=RankBatches(drawn, ranks),
                                                          collate_fn=collate_views, num_workers=workers))
     state = {"epoch": -1, "batches": iter(())}
