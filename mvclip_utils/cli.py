@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import lab
 from .core.config import dump_config, load_config
-from .core.runs import NOTEBOOKS_DIR, REPO_ROOT, RunLayout, atomic_write_text
+from .core.runs import NOTEBOOKS_DIR, REPO_ROOT, RunLayout, atomic_write_text, describe_os_error
 from .core.schema import ConfigError
 from .core.shards import parse_shard
 from .data.dataset import build_dataset, merge_render_shards, render_shard
@@ -216,7 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return HANDLERS[args.command](args)
-    except (ConfigError, ValueError, RuntimeError, OSError) as exc:
+    except OSError as exc:
+        print(f"mvclip: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except (ConfigError, ValueError, RuntimeError) as exc:
         print(f"mvclip: {exc}", file=sys.stderr)
         return 2
 

@@ -163,6 +163,21 @@ def _error_summary(exc: BaseException) -> str:
     return f"{ename}: {evalue}".strip()
 
 
+def _quiet_kernel_manager() -> type:
+    """jupyter_client's kernel manager, except that shutting a finished kernel down does not first
+    interrupt it: that SIGINT lands in the kernel's message handler, which logs "KeyboardInterrupt
+    caught in kernel." at ERROR level on every successful run. The shutdown request alone ends it;
+    an interrupt asked for at any other time (a timeout) is sent as before."""
+    from jupyter_client.manager import AsyncKernelManager  # late: heavy: only needed while notebooks run
+
+    class QuietShutdownKernelManager(AsyncKernelManager):
+        async def _async_interrupt_kernel(self) -> None:
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
+    return QuietShutdownKernelManager
+
+
 def run_notebook(path: Path, cfg_path: Path, layout: RunLayout, kernel: str, timeout_s: int,
                  cfg: RunConfig | None = None) -> NotebookResult:
     import jupytext  # late: heavy: only needed while notebooks run
@@ -186,6 +201,7 @@ def run_notebook(path: Path, cfg_path: Path, layout: RunLayout, kernel: str, tim
                 # what reaches the kernel's file descriptors (progress bars on sys.__stderr__, output of
                 # native code) goes to the terminal, not into the report
                 extra_arguments=["--IPKernelApp.capture_fd_output=False", "--IPKernelApp.log_level=ERROR"],
+                kernel_manager_class=_quiet_kernel_manager(),
             )
     except Exception as exc:  # PapermillExecutionError, a dead kernel, a timeout
         status, error = "failed", _error_summary(exc)

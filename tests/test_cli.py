@@ -48,3 +48,28 @@ def test_a_config_selecting_no_notebook_names_its_setting_not_only(tmp_path, cap
     err = capsys.readouterr().err
     assert err.startswith("mvclip: pipeline.notebooks: '99' selects no notebook; available: 01_render")
     assert "--only" not in err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("code, says", [(28, "no space left on the disk that holds {path}: free space there"),
+                                        (30, "cannot write {path} (Read-only file system): make its folder "
+                                             "writable")])
+def test_a_full_disk_or_read_only_run_dir_is_one_line_naming_the_path_with_nothing_half_written(
+        code, says, tmp_path, capsys, monkeypatch):
+    import os
+
+    from helpers import write_config
+
+    config = write_config(tmp_path / "c.yaml")
+    run_dir = tmp_path / "run"
+    strerror = os.strerror(code)
+
+    def refuse(*args, **kwargs):  # as the kernel answers a write on a full disk or a read-only mount
+        raise OSError(code, strerror)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    assert main(["render", "--config", str(config), "--run-dir", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    path = run_dir / "configs" / "01_render.yaml"  # the first file the command writes
+    assert err.count("\n") == 1 and err.startswith("mvclip: " + says.format(path=path))
+    assert "and rerun; finished work is kept" in err
+    assert not path.exists() and not list(path.parent.iterdir())  # no file, no temp file left behind

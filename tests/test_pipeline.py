@@ -114,6 +114,7 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
     assert "No asset failed." in report
     # progress bars go to the terminal, never into a report; the terminal also gets a line per notebook
     assert "rendering 480 views" not in report and "rendering 480 views" in result.stderr
+    assert "KeyboardInterrupt" not in result.stderr and "Task was destroyed" not in result.stderr
     assert "(4/13) running 04_baseline" in result.stdout
     for path in sorted((run_dir / "notebooks").glob("*.ipynb")):
         streams = [o for c in nbformat.read(path, as_version=4).cells for o in c.get("outputs", [])
@@ -225,6 +226,40 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_finished_kernel_is_shut_down_without_an_interrupt(tmp_path):
+    """jupyter_client interrupts (SIGINT) every kernel it shuts down, which ipykernel logs as an
+    ERROR on successful runs; the runner's kernel manager does not, and still interrupts otherwise."""
+    import asyncio
+    import signal
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    from mvclip_utils.pipeline import _quiet_kernel_manager
+
+    async def signals_at_shutdown(manager_class) -> list[int]:
+        manager = manager_class(kernel_name="python3")
+        await manager.start_kernel()
+        client = manager.client()
+        client.start_channels()
+        await client.wait_for_ready(timeout=60)
+        await client.execute_interactive("x = 1")
+        client.stop_channels()
+        sent, send = [], manager._async_signal_kernel
+
+        async def recording(signum: int) -> None:
+            sent.append(signum)
+            await send(signum)
+
+        manager._async_signal_kernel = recording
+        await manager.shutdown_kernel()
+        assert not await manager.is_alive()
+        return sent
+
+    assert signal.SIGINT in asyncio.run(signals_at_shutdown(AsyncKernelManager))  # what the default does
+    assert signal.SIGINT not in asyncio.run(signals_at_shutdown(_quiet_kernel_manager()))
+    assert not _quiet_kernel_manager()().shutting_down  # a timeout's interrupt still goes through
+
+
 def test_failing_notebook_stops_the_run_and_is_kept(tmp_path):
     notebooks = tmp_path / "nbs"
     notebooks.mkdir()

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -248,15 +249,42 @@ def atomic_path(path: Path) -> Iterator[Path]:
     `.<name>.<random>.tmp` file that `sweep_temp_files` removes on the next run.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as exc:
+        raise _naming(exc, path) from exc
     os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a write() that failed names no file; the message must
+            raise _naming(exc, path) from exc
         raise
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """`exc` naming `path` (the file being written), of the same errno and so the same subclass."""
+    return OSError(exc.errno, exc.strerror or str(exc), str(path)) if exc.errno else exc
+
+
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for a failed write: the path, what went wrong, and the fix. Every file of a run is
+    written atomically, so what was finished is kept and nothing half-written is read by a rerun."""
+    where = exc.filename or "the run directory"
+    if exc.errno in _NO_SPACE:
+        return (f"no space left on the disk that holds {where}: free space there (or pass --run-dir on a disk "
+                f"with room) and rerun; finished work is kept, nothing half-written is used")
+    if exc.errno in _NOT_WRITABLE:
+        return (f"cannot write {where} ({exc.strerror}): make its folder writable (or pass --run-dir a "
+                f"writable folder) and rerun; finished work is kept, nothing half-written is used")
+    return f"{exc.strerror or exc}: {where}" if exc.filename else str(exc)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
