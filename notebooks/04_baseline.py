@@ -45,7 +45,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from mvclip_utils.core.cameras import canonical_view_id
-from mvclip_utils.evaluation import metrics, results
+from mvclip_utils.evaluation import metrics, results, transfer
 from mvclip_utils.models.opened_run import open_run
 from mvclip_utils.reports import explore, figures, plots
 from mvclip_utils.studies import summary
@@ -61,7 +61,8 @@ emb = opened.embeddings
 test = emb.split("test")
 display(Markdown(f"**Backbone:** {backbone['name']} · **test objects:** {len(test.object_ids)} · "
                  f"**views:** {int(grid.sum())} grid + {int((~grid).sum())} ood · canonical view `{canonical}` · "
-                 f"chance level of zero-shot: {1 / len(test.category_names):.3f}"))
+                 f"chance level of zero-shot: {1 / len(test.category_names):.3f}\n\n"
+                 f"**Protocol** (what later methods may tune on): {opened.scope.describe()}."))
 
 # %% [markdown]
 # ## The metrics table
@@ -70,7 +71,8 @@ display(Markdown(f"**Backbone:** {backbone['name']} · **test objects:** {len(te
 row = metrics.evaluation_row(test.image, test.text, test.category_text, test.labels, views, canonical,
                              test.category_text_unseen)
 by_view = metrics.zero_shot_by_view(test.image, test.category_text, test.labels, views)
-table = results.write_result(layout, "baseline", row, backbone["name"], emb.provenance)
+scores = transfer.test_scores(test.image, test, views, canonical, cfg)  # per object and pose group: paired later
+table = results.write_result(layout, "baseline", row, backbone["name"], emb.provenance, scores=scores)
 display(metrics.stats_table(metrics.similarity_stats(test.image[:, grid], test.text)).style.format(results.format_number)
         .set_caption(f"The {int(grid.sum())} grid views · {backbone['name']}"))
 display(pd.Series({k: row[k] for k in [

@@ -59,7 +59,7 @@ display(Markdown(
     f"K = {cfg.ovt.outlier_views} outlier views, margin {cfg.ovt.margin}. Training (batches as used): "
     + ", ".join(f"{name} {ovt.describe_batch(h.batch)}, {h.seconds:.0f} s ({h.epochs} epochs"
                 + (f", {h.processes} processes" if h.processes > 1 else "") + ")"
-                for name, h in run.histories.items()) + "."))
+                for name, h in run.histories.items()) + f".\n\n**Protocol:** {opened.scope.describe()}."))
 
 # %% [markdown]
 # ## Training

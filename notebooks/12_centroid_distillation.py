@@ -48,7 +48,7 @@ opened = open_run(config_path, run_dir)  # config, layout, dataset tables and fi
 cfg, layout = opened.cfg, opened.layout
 figures.capture(layout)  # every figure also as PDF, SVG and PNG under figures/
 run = distill.run_distillation(opened)
-display(Markdown(distill.describe_run(run, cfg.distill)))
+display(Markdown(distill.describe_run(run, cfg.distill) + f"\n\n**Protocol:** {opened.scope.describe()}."))
 
 # %% [markdown]
 # ## Training

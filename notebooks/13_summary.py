@@ -35,7 +35,7 @@ from IPython.display import HTML, Markdown, display
 from mvclip_utils.evaluation import results as results_table
 from mvclip_utils.models.opened_run import open_run
 from mvclip_utils.reports import figures, summary_plots
-from mvclip_utils.studies import distill, summary
+from mvclip_utils.studies import distill, summary, transfer
 
 opened = open_run(config_path, run_dir)  # config, layout, dataset tables and fingerprint, backbone record: read once
 cfg, layout = opened.cfg, opened.layout
@@ -50,6 +50,29 @@ display(summary.summary_table(results))
 if len(stale):
     display(Markdown("**Stale rows, not merged** (rerun their notebooks to bring them back):"))
     display(stale)
+
+# %% [markdown]
+# ## Does it transfer? Every method under the protocol
+# What tuning saw and what it did not (`protocol:` of the config): categories tuning saw from
+# many views, categories it saw only as clean canonical views, categories it never saw, and,
+# within the multi-view categories, the poses it saw and those held out. Each cell is the
+# zero-shot accuracy among every category's prompts on the test objects of that regime; in
+# brackets, the paired difference from the frozen backbone in points with its 95 % bootstrap
+# interval over test objects (one resample shared by every method). Chance is 1 / the number
+# of categories.
+
+# %%
+transfer_results = transfer.transfer_results(layout, list(results.method))
+if transfer_results is None:
+    display(Markdown("No per-object scores yet: rerun notebook 04 (and the method notebooks)."))
+else:
+    display(Markdown(f"**Protocol:** {opened.scope.describe()} · chance {1 / len(opened.scope.groups):.3f}"))
+    display(transfer.headline_table(transfer_results))
+    summary_plots.plot_transfer_panels(transfer_results, f"Transfer regimes against clean accuracy "
+                                                         f"({opened.backbone_name})")
+    display(Markdown(transfer.findings(transfer_results)))
+    display(Markdown("What each regime can resolve (the smallest paired difference whose interval excludes zero):"))
+    display(transfer.resolution(transfer_results))
 
 # %% [markdown]
 # ## What the spatial features hold (10, 11)

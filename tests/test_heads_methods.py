@@ -94,7 +94,7 @@ def test_a_head_batch_larger_than_the_data_is_reduced_with_a_warning_and_reporte
         trained = train_method("contrastive_head", cfg, emb, views, None, progress=False)
     messages = sorted(str(w.message) for w in caught)
     assert messages[0].startswith("heads.objects_per_batch: 100 asked, but the data has 8 train objects: using 8")
-    assert messages[1].startswith("heads.views_per_object: 20 asked, but the data has 5 grid views per object: "
+    assert messages[1].startswith("heads.views_per_object: 20 asked, but the data has 5 seen grid views per object: "
                                   "using 5")
     assert (trained.heads.views_per_object, trained.heads.objects_per_batch) == (5, 8)
 

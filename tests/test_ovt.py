@@ -156,8 +156,8 @@ def test_train_ovt_runs_the_minimax_loop_on_renders(tmp_path):
         _, history = train_ovt(big, layout, backbone, progress=False)
     messages = "\n".join(str(w.message) for w in caught)
     assert f"ovt.objects_per_batch: 100 asked, but the data has {n_train} train objects" in messages
-    assert "ovt.views_per_object: 20 asked, but the data has 8 grid views per object" in messages
-    assert f"ovt.clean_per_batch: 1000 asked, but the data has {n_pretrain} pretrain objects" in messages
+    assert "ovt.views_per_object: 20 asked, but the data has 8 seen grid views per object" in messages
+    assert f"ovt.clean_per_batch: 1000 asked, but the data has {n_pretrain} clean objects" in messages
     assert history.batch == {"objects_per_batch": n_train, "views_per_object": 8, "clean_per_batch": n_pretrain}
     assert describe_batch(history.batch) == f"{n_train} objects x 8 views + {n_pretrain} clean views"
 

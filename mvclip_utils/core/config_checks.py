@@ -13,7 +13,8 @@ import re
 import typing
 from pathlib import Path
 
-from .cameras import views_table
+from .cameras import canonical_view_id, views_table
+from .protocol import category_groups, check_poses
 from .schema import (
     MAX_RESOLUTION,
     MIN_RESOLUTION,
@@ -53,7 +54,7 @@ def check_config(cfg: RunConfig) -> None:
     """Every section's checks, in the order a reader meets the sections in a params YAML."""
     for check in (_check_render, _check_dataset_counts, _check_backbone, _check_embed, _check_heads,
                   _check_tuning_sections, _check_pipeline, _check_decoding, _check_segmentation, _check_probes,
-                  _check_splits, _check_clean_mix, _check_categories, _check_run_name):
+                  _check_splits, _check_clean_mix, _check_categories, _check_run_name, _check_protocol):
         check(cfg)
 
 
@@ -251,6 +252,27 @@ def _check_dataset_counts(cfg: RunConfig) -> None:
                      what="null (every matching object) or a count")
     if d.source == "cifar100":
         _check_range("dataset.cifar100.val_fraction", d.cifar100.val_fraction, 0.001, 0.5, "a fraction")
+
+
+def _check_protocol(cfg: RunConfig) -> None:
+    """The protocol's fractions and poses; for procedural data (categories known before rendering) its
+    groups too, so a protocol that leaves a group empty is refused before any work."""
+    p = cfg.protocol
+    for key in ("single_view_fraction", "unseen_fraction"):
+        _check_range(f"protocol.{key}", getattr(p, key), 0.0, 1.0, "a fraction of the categories")
+    if p.seen_azimuths_deg and len(p.seen_azimuths_deg) != 2:
+        fail("protocol.seen_azimuths_deg", f"expected [from, to] in degrees (e.g. [-90, 90], the front half) or "
+                                           f"[] (every azimuth), got {p.seen_azimuths_deg}")
+    rings = sorted(set(cfg.render.elevations_deg))
+    unknown = sorted(set(p.seen_elevations_deg) - set(rings))
+    if unknown:
+        fail("protocol.seen_elevations_deg", f"{', '.join(f'{e:g}' for e in unknown)} are not rings of "
+                                             f"render.elevations_deg ({', '.join(f'{e:g}' for e in rings)})")
+    if p.seen_elevations_deg or p.seen_azimuths_deg:
+        views = views_table(cfg.render)
+        check_poses(p, views, canonical_view_id(views, cfg.backbone.pretrain.canonical_view))
+    if cfg.dataset.source == "procedural":
+        category_groups(p, list(cfg.dataset.procedural.categories or PROCEDURAL_CATEGORIES), cfg.seed)
 
 
 def _check_categories(cfg: RunConfig) -> None:

@@ -167,6 +167,11 @@ class RunLayout:
         """One JSON per method: its metrics row and the fingerprints of what it was made from."""
         return self.metrics / f"{method}.json"
 
+    def per_object_scores(self, method: str) -> Path:
+        """A method's scores per test object and pose group under the protocol (`evaluation.transfer`),
+        written with its metrics JSON: what the paired comparisons resample."""
+        return self.metrics / "per_object" / f"{method}.parquet"
+
     def metrics_files(self) -> list[Path]:
         """The per-method JSONs (results rows), not the probes' file."""
         return sorted(p for p in self.metrics.glob("*.json") if p != self.probes_file) if self.metrics.exists() else []

@@ -307,6 +307,26 @@ class SegmentationConfig:
 
 
 @dataclass
+class ProtocolConfig:
+    """What every method that trains (heads 05-07, 08's tunings, 12's distillation) may see, and so
+    what evaluation holds out (`core.protocol`). Categories fall in three groups: *multi-view*
+    (tuning sees their train objects from the seen poses), *single-view* (tuning sees only the clean
+    canonical view of their objects: the role ImageNet plays beside MVCap in the OVT write-up) and
+    *unseen* (tuning sees nothing of them, not even their prompts). A group is given by name or,
+    when the list is empty, as a fraction of the categories drawn with the run's `seed`."""
+
+    single_view_categories: list[str] = field(default_factory=list)
+    single_view_fraction: float = 0.0
+    unseen_categories: list[str] = field(default_factory=list)
+    unseen_fraction: float = 0.0
+    # The seen poses: grid views on these elevation rings (empty = every ring) whose azimuth lies in
+    # [from, to) degrees, wrapped (e.g. [-90, 90] = the front half; empty = every azimuth).
+    # The other grid views are the unseen poses; the ood views are held out from every tuning.
+    seen_elevations_deg: list[float] = field(default_factory=list)
+    seen_azimuths_deg: list[float] = field(default_factory=list)
+
+
+@dataclass
 class PipelineConfig:
     notebook_timeout_s: int = 3600
     # Which notebooks a run has, as --only takes them ("09", "01-04,08"); empty = every one.
@@ -336,6 +356,7 @@ class RunConfig:
     probes: ProbesConfig = field(default_factory=ProbesConfig)
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     # Variants of `ovt` that notebook 08 trains and tabulates too (params/ovt_ablations.yaml); none by default.
     ovt_ablations: list[OVTAblation] = field(default_factory=list, metadata={"internal": True})

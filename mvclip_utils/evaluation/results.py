@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.runs import RunLayout, atomic_write_json, atomic_write_text, digest
+from ..core.runs import RunLayout, atomic_write_json, atomic_write_parquet, atomic_write_text, digest
 from ..data.dataset import dataset_fingerprint
 from ..models.backbone import read_backbone_record
+from .transfer import transfer_columns
 
 # Display order of results rows: the seed's order, then any other method alphabetically.
 METHOD_ORDER = ("baseline", "object_head", "contrastive_head", "autoencoder", "itc_finetune", "omniview_tuning",
@@ -77,17 +78,32 @@ PROVENANCE = ("dataset_fingerprint", "backbone_identity", "embed_settings")
 
 
 def write_result(layout: RunLayout, method: str, row: dict, backbone: str, provenance: dict[str, str],
-                 config_section: dict | None = None, extra: dict | None = None) -> pd.DataFrame:
-    """Write metrics/<method>.json (the row, what it was made from) and rebuild results.csv."""
+                 config_section: dict | None = None, extra: dict | None = None,
+                 scores: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Write metrics/<method>.json (the row, what it was made from) and rebuild results.csv. `scores`
+    (`evaluation.transfer.per_object_scores`) go beside it, and their cell means into the row; a
+    method written without them loses any earlier ones, so no stale scores outlive their row."""
 
     missing = [k for k in PROVENANCE if k not in provenance]
     if missing:
         raise ValueError(f"write_result({method!r}): provenance lacks {missing}; pass Embeddings.provenance")
+    if scores is not None:
+        atomic_write_parquet(scores, layout.per_object_scores(method))
+        row = {**row, **transfer_columns(scores)}
+    else:
+        layout.per_object_scores(method).unlink(missing_ok=True)
     record = {"method": method, "backbone": backbone, **row, **(extra or {}),
               **{k: provenance[k] for k in PROVENANCE},
               "config_digest": digest(config_section) if config_section is not None else ""}
     atomic_write_json(layout.metrics_file(method), record)
     return rebuild_results_table(layout)
+
+
+def load_per_object_scores(layout: RunLayout, methods: list[str]) -> pd.DataFrame:
+    """The per-object scores of these methods (those that have them), stacked with a `method` column."""
+    frames = [pd.read_parquet(layout.per_object_scores(m)).assign(method=m) for m in methods
+              if layout.per_object_scores(m).exists()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["method", "object_id"])
 
 
 def current_provenance(layout: RunLayout) -> dict[str, str]:

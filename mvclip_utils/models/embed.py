@@ -64,9 +64,19 @@ class Embeddings:
         return np.searchsorted(self.category_names, self.categories)
 
     def split(self, name: str) -> "Embeddings":
-        keep = self.splits == name
-        return replace(self, image=self.image[keep], text=self.text[keep], object_ids=self.object_ids[keep],
-                       categories=self.categories[keep], splits=self.splits[keep], from_cache=False)
+        return self._rows(np.flatnonzero(self.splits == name))
+
+    def select(self, object_ids: list[str]) -> "Embeddings":
+        """These objects' rows, in the order given (a tuning's scope, `core.protocol.TuningScope`)."""
+        position = {oid: i for i, oid in enumerate(self.object_ids)}
+        missing = [oid for oid in object_ids if oid not in position]
+        if missing:
+            raise ValueError(f"objects {missing[:3]} have no embeddings: rerun notebook 03_embed")
+        return self._rows(np.array([position[oid] for oid in object_ids], dtype=int))
+
+    def _rows(self, index: np.ndarray) -> "Embeddings":
+        return replace(self, image=self.image[index], text=self.text[index], object_ids=self.object_ids[index],
+                       categories=self.categories[index], splits=self.splits[index], from_cache=False)
 
 
 def backbone_logit_scale(model: torch.nn.Module) -> float:

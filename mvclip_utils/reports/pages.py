@@ -21,6 +21,8 @@ def show_method_run(run) -> None:
                      f"{describe_training(result, h.steps, h.patience)}"
                      f" Both losses are over groups of {h.views_per_object} views per object (validation: the "
                      f"val objects' views in fixed groups of that size), so the two curves compare.\n\n"
+                     f"**Protocol:** {run.protocol} (a head sees no text of its own, so single-view categories "
+                     f"add nothing to its multi-view losses).\n\n"
                      f"Differences from the seed code: {'; '.join(method.differences_from_seed)}."))
     display(plot_training_curves(result, f"{method.title}: training"))
     display(Markdown("## Against the frozen backbone (test objects)\nSimilarities, retrieval and the zero-shot "

@@ -13,6 +13,7 @@ from ..evaluation.results import (
     seeded_rows,
 )
 from ..studies.summary import CLEAN_ACCURACY, PANELS, VIEWPOINT_OOD_ACCURACY, embedding_rows
+from ..studies.transfer import CLEAN_BUDGET, FROZEN, TransferResults, paired_cell
 
 
 def plot_method_panels(results: pd.DataFrame, title: str) -> plt.Figure:
@@ -118,3 +119,32 @@ def plot_tradeoff(results: pd.DataFrame, title: str, seeds: pd.DataFrame | None 
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), frameon=False)
     fig.tight_layout(rect=(0, 0.06 + 0.035 * ((len(labels) - 1) // 4), 1, 1))
     return fig
+
+
+def plot_transfer_panels(results: TransferResults, title: str) -> plt.Figure:
+    """One panel per transfer regime: each method's paired difference from the frozen backbone in clean
+    accuracy (x) against the regime's (y), in points, with 95 % bootstrap intervals on both axes. Up is
+    a gain that transfers, left of the dashed line is more than the clean budget lost."""
+    regimes = ["seen poses", "unseen poses", "single-view categories", "unseen categories"]
+    paired = results.paired[(results.paired.b == FROZEN) & (results.paired.metric == "zero_shot")]
+    fig, axes = plt.subplots(1, len(regimes), figsize=(4 * len(regimes), 3.8), sharex=True)
+    methods = list(dict.fromkeys(paired.a))
+    for ax, regime in zip(axes, regimes):
+        for i, method in enumerate(methods):
+            x, y = (paired_cell(paired, method, FROZEN, name) for name in ("clean", regime))
+            if x is None or y is None:
+                continue
+            ax.errorbar(100 * x.difference, 100 * y.difference, color=f"C{i}", marker="o", capsize=2,
+                        xerr=[[100 * (x.difference - x.low)], [100 * (x.high - x.difference)]],
+                        yerr=[[100 * (y.difference - y.low)], [100 * (y.high - y.difference)]],
+                        label=method_label(method))
+        ax.axhline(0, color="grey", lw=0.7)
+        ax.axvline(0, color="grey", lw=0.7)
+        ax.axvline(-100 * CLEAN_BUDGET, color="black", ls="--", lw=0.8)
+        ax.set(title=regime, xlabel="clean accuracy vs frozen (points)")
+    axes[0].set_ylabel("zero-shot accuracy vs frozen (points)")
+    axes[-1].legend(fontsize=7, loc="best")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+

@@ -27,7 +27,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..core.cameras import canonical_view_id
 from ..core.distributed import Ranks
 from ..core.progress import note
 from ..core.schema import DistillConfig, RunConfig
@@ -51,6 +50,7 @@ from .tuning import (
     TuningStep,
     describe_batch,
     evaluate_zero_shot_splits,
+    run_scope,
     train_or_reuse,
     tune_adapters,
 )
@@ -116,13 +116,14 @@ class CentroidDistillation:
 
 def frozen_targets(cfg: RunConfig, layout, emb, logit_scale: float = 100.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The fixed targets from notebook 03's embeddings of the frozen backbone: each train object's target
-    (`distill.target`: its grid-view centroid, its canonical view, or its centroid weighted by each view's
-    zero-shot confidence at the backbone's `logit_scale`), and each pretrain object's canonical-view
-    embedding (in the order the tuning indexes them)."""
+    (`distill.target`: its centroid over the seen poses, its canonical view, or that centroid weighted by each
+    view's zero-shot confidence at the backbone's `logit_scale`), and each clean object's canonical-view
+    embedding (the protocol's scope, `tuning.run_scope`, in the order the tuning indexes them)."""
     views = load_views(layout)
-    grid = (views.kind == "grid").to_numpy()
-    canonical = list(views.view_id).index(canonical_view_id(views, cfg.backbone.pretrain.canonical_view))
-    train, pretrain = emb.split("train"), emb.split("pretrain")
+    scope = run_scope(cfg, layout)
+    grid = views.view_id.isin(scope.seen_views).to_numpy()  # the seen poses: what the tuning sees
+    canonical = list(views.view_id).index(scope.canonical)
+    train, clean = emb.select(scope.multi_view_objects), emb.select(scope.clean_objects)
     image = torch.from_numpy(train.image)
     if cfg.distill.target == "canonical_view":
         targets = F.normalize(image[:, canonical], dim=-1)
@@ -133,7 +134,7 @@ def frozen_targets(cfg: RunConfig, layout, emb, logit_scale: float = 100.0) -> t
         targets = frozen_centroids(image[:, grid], log_confidence.softmax(1))
     else:
         targets = frozen_centroids(image[:, grid])
-    return targets, torch.from_numpy(pretrain.image[:, canonical])
+    return targets, torch.from_numpy(clean.image[:, canonical])
 
 
 def train_distillation(cfg: RunConfig, layout, backbone: Backbone, emb, progress: bool = True,
@@ -141,11 +142,11 @@ def train_distillation(cfg: RunConfig, layout, backbone: Backbone, emb, progress
     """Centroid distillation of the backbone's image tower: (the tuned model, its history)."""
     ranks = ranks or Ranks.single(backbone.device)
     centroids, clean_targets = frozen_targets(cfg, layout, emb, backbone_logit_scale(backbone.model))
+    scope = run_scope(cfg, layout)
     objective = CentroidDistillation(cfg.distill, centroids, clean_targets if cfg.distill.clean_per_batch else None,
                                      ranks.world_size).to(ranks.device)
     model = tune_adapters(cfg, "distill", layout, backbone, objective, progress, ranks, "Centroid distillation",
-                          expect_objects={"train": list(emb.split("train").object_ids),
-                                          "pretrain": list(emb.split("pretrain").object_ids)})
+                          expect_objects={"train": scope.multi_view_objects, "clean": scope.clean_objects})
     return model, objective.history
 
 
@@ -197,7 +198,8 @@ def run_distillation(opened: OpenedRun, progress: bool = True) -> DistillRun:
     trained = replace(cfg.distill, ablate=False)  # whether ablations run too is not a setting of the method
     model, history, evaluation = _evaluate(cfg, trained, layout, backbone, emb, progress, METHOD)
     evaluations[METHOD] = evaluation
-    results = write_result(layout, METHOD, evaluation.row, record["name"], emb.provenance, asdict(trained))
+    results = write_result(layout, METHOD, evaluation.row, record["name"], emb.provenance, asdict(trained),
+                           scores=evaluation.scores)
     ablations = None
     if cfg.distill.ablate:
         rows = [{"variant": METHOD, "changes": "(the run's distill)", **evaluation.row}]

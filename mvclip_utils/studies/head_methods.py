@@ -11,12 +11,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..core.cameras import canonical_view_id
+from ..core.protocol import MULTI_VIEW, category_groups, seen_pose_mask
 from ..core.runs import RunLayout, atomic_torch_save, atomic_write_json
 from ..core.schema import HeadsConfig, RunConfig
 from ..core.train import TrainResult, fit_to_data, optimise
@@ -26,6 +28,7 @@ from ..evaluation.metrics import (
     same_object_similarity,
 )
 from ..evaluation.results import write_result
+from ..evaluation.transfer import test_scores
 from ..models import losses
 from ..models.embed import Embeddings
 from ..models.heads import MLPHead, ViewAutoencoder
@@ -94,21 +97,27 @@ def sample_views(image: torch.Tensor, k: int, generator: torch.Generator) -> tor
     return image.gather(1, idx[..., None].expand(-1, -1, image.shape[-1]))
 
 
-def _grid(emb: Embeddings, views: pd.DataFrame) -> torch.Tensor:
-    keep = views.kind.to_numpy() == "grid"
-    return torch.from_numpy(emb.image[:, keep])
+def tuning_views(emb: Embeddings, split: str, cfg: RunConfig, views: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image [N, V seen, D], caption text [N, D]) of the split's objects of the multi-view categories
+    at the seen poses (`core.protocol`): all a head may train, or early-stop, on."""
+    groups = category_groups(cfg.protocol, list(emb.category_names), cfg.seed)
+    part = emb.split(split)
+    keep = np.array([groups[c] == MULTI_VIEW for c in part.categories], dtype=bool)
+    seen = seen_pose_mask(cfg.protocol, views)
+    return torch.from_numpy(part.image[keep][:, seen]), torch.from_numpy(part.text[keep])
 
 
 def train_method(name: str, cfg: RunConfig, emb: Embeddings, views: pd.DataFrame, layout: RunLayout | None = None,
                  progress: bool = True) -> TrainedMethod:
-    """Train `name` on the train split's grid views, early-stopped on the val split."""
+    """Train `name` on the train split's multi-view objects at the seen poses, early-stopped on the val
+    split's (the protocol's scope: single-view and unseen categories, and unseen poses, stay held out)."""
     method, h = METHODS[name], cfg.heads
-    train, val = emb.split("train"), emb.split("val")
-    if len(train.object_ids) < 2:
-        raise ValueError(f"{name}: only {len(train.object_ids)} train objects; raise dataset.splits.train")
-    train_image, train_text = _grid(train, views), torch.from_numpy(train.text)
-    val_image, val_text = _grid(val, views), torch.from_numpy(val.text)
-    k = fit_to_data(h.views_per_object, train_image.shape[1], "heads.views_per_object", "grid views per object")
+    train_image, train_text = tuning_views(emb, "train", cfg, views)
+    val_image, val_text = tuning_views(emb, "val", cfg, views)
+    if len(train_image) < 2:
+        raise ValueError(f"{name}: only {len(train_image)} train objects of multi-view categories; raise "
+                         "dataset.splits.train or lower protocol.single_view_fraction / unseen_fraction")
+    k = fit_to_data(h.views_per_object, train_image.shape[1], "heads.views_per_object", "seen grid views per object")
     per_batch = fit_to_data(h.objects_per_batch or len(train_image), len(train_image), "heads.objects_per_batch",
                             "train objects")
     torch.manual_seed(h.seed)
@@ -195,6 +204,7 @@ class MethodRun:
     views: pd.DataFrame
     backbone: str
     heads: HeadsConfig  # the settings it was trained with
+    protocol: str  # what it was trained on under the protocol, in a sentence (`TuningScope.describe`)
 
 
 def run_method(name: str, opened: OpenedRun, progress: bool = True) -> MethodRun:
@@ -203,7 +213,10 @@ def run_method(name: str, opened: OpenedRun, progress: bool = True) -> MethodRun
     backbone = opened.backbone_record
     emb, views = opened.embeddings, opened.views
     trained = train_method(name, cfg, emb, views, layout, progress)
-    row, test = evaluate_method(trained, emb, views, canonical_view_id(views, cfg.backbone.pretrain.canonical_view))
+    canonical = canonical_view_id(views, cfg.backbone.pretrain.canonical_view)
+    row, test = evaluate_method(trained, emb, views, canonical)
     results = write_result(layout, name, row, backbone["name"], emb.provenance, asdict(cfg.heads),
-                           {"differences_from_seed": "; ".join(trained.method.differences_from_seed)})
-    return MethodRun(trained, row, results, test, emb.split("test"), views, backbone["name"], trained.heads)
+                           {"differences_from_seed": "; ".join(trained.method.differences_from_seed)},
+                           test_scores(test.image, emb.split("test"), views, canonical, cfg))
+    return MethodRun(trained, row, results, test, emb.split("test"), views, backbone["name"], trained.heads,
+                     opened.scope.describe())

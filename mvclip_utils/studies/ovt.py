@@ -198,7 +198,8 @@ def run_ovt(opened: OpenedRun, progress: bool = True) -> OVTRun:
     for method, ovt_cfg in training_plan(cfg).items():
         model, history, evaluation = _train_and_evaluate(cfg, ovt_cfg, layout, backbone, emb, progress, method)
         trainable = trainable_parameters(model)
-        results = write_result(layout, method, evaluation.row, record["name"], emb.provenance, asdict(ovt_cfg))
+        results = write_result(layout, method, evaluation.row, record["name"], emb.provenance, asdict(ovt_cfg),
+                               scores=evaluation.scores)
         evaluations[method], histories[method] = evaluation, history
     ablations = None
     if cfg.ovt_ablations:

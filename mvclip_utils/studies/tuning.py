@@ -22,13 +22,15 @@ from torch import nn
 from ..core.cameras import canonical_view_id
 from ..core.distributed import RankBatches, Ranks, data_parallel
 from ..core.progress import note
+from ..core.protocol import TuningScope, tuning_scope
 from ..core.runs import atomic_write_json, file_digest
 from ..core.schema import AdapterTuningConfig, RunConfig
 from ..core.train import fit_to_data, optimise
-from ..data.dataset import ObjectViewBatches, ViewImages, collate_views, load_views
+from ..data.dataset import ObjectViewBatches, ViewImages, collate_views, load_objects, load_views
 from ..evaluation.corruptions import CORRUPTIONS, SEVERITIES, Corruption
 from ..evaluation.metrics import evaluation_row, zero_shot_predictions
 from ..evaluation.results import made_from, read_if_made_from
+from ..evaluation.transfer import test_scores
 from ..models import losses
 from ..models.adapters import OmniviewCLIP, adapter_config, load_adapters, save_adapters
 from ..models.backbone import Backbone, InputTransform
@@ -78,6 +80,13 @@ class TuningHistory:
     processes: int = 1  # data-parallel processes that trained it (torchrun)
     # the global batch used: objects_per_batch, views_per_object, clean_per_batch (reduced to the data)
     batch: dict = field(default_factory=dict)
+
+
+def run_scope(cfg: RunConfig, layout) -> TuningScope:
+    """What every tuning of this run may see (`core.protocol.tuning_scope`), from its tables."""
+    views = load_views(layout)
+    return tuning_scope(cfg.protocol, load_objects(layout), views, cfg.seed,
+                        canonical_view_id(views, cfg.backbone.pretrain.canonical_view))
 
 
 def describe_batch(batch: dict) -> str:
@@ -140,15 +149,17 @@ def tune_adapters(cfg: RunConfig, key: str, layout, backbone: Backbone, objectiv
 
     LoRA + VIFormer on a copy of the backbone (the adapter settings of the config section `key`: `ovt`,
     `distill`); each step draws P train
-    objects x K of their grid views (`ObjectViewBatches`, an epoch being one pass over every view) plus
-    the canonical views of `clean_per_batch` pretrain objects, each paired with its caption or bare
+    multi-view objects x K of their seen grid views (`ObjectViewBatches`, an epoch being one pass over
+    every such view) plus the canonical views of `clean_per_batch` clean objects (the protocol's scope,
+    `run_scope`: unseen categories and unseen poses are never drawn), each paired with its caption or bare
     category (`CaptionBank`), and minimises `objective.loss` of the step, which carries ITC over the whole
     batch (views of one object, and identical texts, are not each other's negatives).
 
     With `ranks` of several processes (torchrun, `distributed.from_environment`), each rank encodes its
     slice of the same global batch and its share of the train objects for `embed_train`; the loss is
     computed on the gathered whole, so N processes train the adapters one process would (`distributed`
-    explains the gradients). `expect_objects` ({split: object ids}) guards the order fixed targets rely on.
+    explains the gradients). `expect_objects` ({"train"/"clean": object ids}) guards the order fixed targets
+    rely on.
     """
 
     o: AdapterTuningConfig = getattr(cfg, key)
@@ -157,15 +168,15 @@ def tune_adapters(cfg: RunConfig, key: str, layout, backbone: Backbone, objectiv
     torch.manual_seed(o.seed)
     model = OmniviewCLIP(copy.deepcopy(backbone.model).float().cpu(), adapter_config(o)).to(device)
     transform = InputTransform.for_model(model)
-    views = load_views(layout)
-    grid = views[views.kind == "grid"].view_id.tolist()
-    train = ViewImages(layout, ["train"], grid)  # uint8: the model input is made per batch
-    clean = (ViewImages(layout, ["pretrain"], [canonical_view_id(views, cfg.backbone.pretrain.canonical_view)])
+    scope = run_scope(cfg, layout)
+    # uint8: the model input is made per batch
+    train = ViewImages(layout, ["train"], scope.seen_views, object_ids=scope.multi_view_objects)
+    clean = (ViewImages(layout, ["pretrain", "train"], [scope.canonical], object_ids=scope.clean_objects)
              if o.clean_per_batch else None)
-    for split, data in (("train", train), ("pretrain", clean)):
-        if data is not None and expect_objects and split in expect_objects \
-                and list(data.objects.object_id) != list(expect_objects[split]):
-            raise ValueError(f"the {split} objects of the dataset and of the embeddings differ: "
+    for part, data in (("train", train), ("clean", clean)):
+        if data is not None and expect_objects and part in expect_objects \
+                and list(data.objects.object_id) != list(expect_objects[part]):
+            raise ValueError(f"the {part} objects of the dataset and of the embeddings differ: "
                              "rerun notebook 03_embed")
     pool = [train] + ([clean] if clean is not None else [])  # clean objects are indexed after the train ones
     with torch.no_grad():
@@ -177,10 +188,10 @@ def tune_adapters(cfg: RunConfig, key: str, layout, backbone: Backbone, objectiv
     batch = {"objects_per_batch": fit_to_data(o.objects_per_batch, train.n_objects, f"{key}.objects_per_batch",
                                               "train objects", multiple_of=ranks.world_size),
              "views_per_object": fit_to_data(o.views_per_object, train.n_views, f"{key}.views_per_object",
-                                             "grid views per object"),
+                                             "seen grid views per object"),
              "clean_per_batch": 0 if clean is None else fit_to_data(
                  o.clean_per_batch, clean.n_objects, f"{key}.clean_per_batch",
-                 "pretrain objects (one clean view each)", multiple_of=ranks.world_size)}
+                 "clean objects (one canonical view each)", multiple_of=ranks.world_size)}
     objective.history.batch = batch
     sampler = ObjectViewBatches(train.n_objects, train.n_views, batch["objects_per_batch"], batch["views_per_object"],
                                 o.seed)
@@ -188,7 +199,8 @@ def tune_adapters(cfg: RunConfig, key: str, layout, backbone: Backbone, objectiv
     workers = min(cfg.embed.loader_workers, 2)
     start, stop = ranks.bounds(train.n_objects)  # this rank's objects in `embed_train`
     own_objects = (train if not ranks.distributed else
-                   ViewImages(layout, ["train"], grid, object_ids=train.objects.object_id[start:stop].tolist()))
+                   ViewImages(layout, ["train"], scope.seen_views,
+                              object_ids=train.objects.object_id[start:stop].tolist()))
     clean_batches = None
     if clean is not None:  # decoded in workers, drawn without replacement per pass
         n_clean = batch["clean_per_batch"]
@@ -250,6 +262,7 @@ class TunedEvaluation:
     row: dict  # metrics.evaluation_row on test, plus 2D-OOD accuracy
     image: torch.Tensor  # [N test, V, D] the model's test embeddings
     corruptions: pd.DataFrame  # kind, severity, accuracy on the corrupted canonical views
+    scores: pd.DataFrame  # per test object and pose group under the protocol (`evaluation.transfer`)
 
 
 @torch.no_grad()
@@ -282,7 +295,7 @@ def evaluate_zero_shot_splits(model: nn.Module, layout, cfg: RunConfig, emb,
     row["zero_shot_accuracy_2d_ood"] = float(corruptions.accuracy.mean())
     row["zero_shot_accuracy_2d_ood_stderr"] = float(np.sqrt(row["zero_shot_accuracy_2d_ood"]
                                                             * (1 - row["zero_shot_accuracy_2d_ood"]) / len(image)))
-    return TunedEvaluation(row, image, corruptions)
+    return TunedEvaluation(row, image, corruptions, test_scores(image.numpy(), test_emb, views, canonical, cfg))
 
 
 def save_trained(layout, method: str, model: OmniviewCLIP, history: TuningHistory, provenance: dict[str, str],

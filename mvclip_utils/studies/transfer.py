@@ -1,0 +1,137 @@
+"""Every method re-judged under the transfer protocol (notebook 13): paired, with intervals.
+
+Each method notebook writes its per-object scores (`evaluation.transfer`); here they are stacked,
+averaged per cell (category group x pose group) and compared pairwise on the same test objects
+with one shared bootstrap resample per cell (`evaluation.stats.paired_table`). Every verdict
+below is read off an interval; none is a fixed sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..core.protocol import CLEAN, MULTI_VIEW, OOD, OTHER_GRID, SEEN_POSES, SINGLE_VIEW, UNSEEN, UNSEEN_POSES
+from ..core.runs import RunLayout
+from ..evaluation.results import load_per_object_scores, method_label
+from ..evaluation.stats import BETTER, WORSE, paired_table
+from ..evaluation.transfer import CELLS, SCORES, transfer_table
+
+FROZEN = "baseline"  # notebook 04's row: the frozen backbone
+ALL = "all"  # every test object, whatever its category group
+# The regimes a reader asks about: (category group, pose group).
+REGIMES = {
+    "clean": (ALL, CLEAN),
+    "seen poses": (MULTI_VIEW, SEEN_POSES),
+    "unseen poses": (MULTI_VIEW, UNSEEN_POSES),
+    "ood views": (MULTI_VIEW, OOD),
+    "single-view categories": (SINGLE_VIEW, OTHER_GRID),
+    "unseen categories": (UNSEEN, OTHER_GRID),
+}
+CLEAN_BUDGET = 0.01  # "without losing clean accuracy": the whole interval above -1 point
+
+
+@dataclass
+class TransferResults:
+    scores: pd.DataFrame  # stacked per-object scores, with the `all` group added for clean and other_grid
+    means: pd.DataFrame  # evaluation.transfer.transfer_table
+    paired: pd.DataFrame  # evaluation.stats.paired_table of `comparison_pairs`
+    n_resamples: int
+
+
+def comparison_pairs(methods: list[str]) -> list[tuple[str, str]]:
+    """Every method against the frozen backbone, then ours and the ITC-only tune against OVT."""
+    pairs = [(m, FROZEN) for m in methods if m != FROZEN]
+    for a, b in (("centroid_distillation", "omniview_tuning"), ("itc_finetune", "omniview_tuning")):
+        if a in methods and b in methods:
+            pairs.append((a, b))
+    return pairs
+
+
+def _with_all_group(scores: pd.DataFrame) -> pd.DataFrame:
+    whole = scores[scores.poses.isin([CLEAN, OTHER_GRID, OOD])].assign(category_group=ALL)
+    return pd.concat([scores, whole], ignore_index=True)
+
+
+def transfer_results(layout: RunLayout, methods: list[str], n_resamples: int = 2000,
+                     seed: int = 0) -> TransferResults | None:
+    """The protocol's tables for these methods (those that wrote per-object scores); None if none did."""
+    scores = load_per_object_scores(layout, methods)
+    if scores.empty or FROZEN not in set(scores.method):
+        return None
+    scores = _with_all_group(scores)
+    present = [m for m in methods if m in set(scores.method)]
+    paired = paired_table(scores, comparison_pairs(present), list(SCORES), CELLS, n_resamples, seed)
+    return TransferResults(scores, transfer_table(scores), paired, n_resamples)
+
+
+def paired_cell(paired: pd.DataFrame, a: str, b: str, regime: str, metric: str = "zero_shot") -> pd.Series | None:
+    group, poses = REGIMES[regime]
+    hit = paired[(paired.a == a) & (paired.b == b) & (paired.category_group == group) & (paired.poses == poses)
+                 & (paired.metric == metric)]
+    return hit.iloc[0] if len(hit) else None
+
+
+def _points(value: float) -> str:
+    return f"{100 * value:+.1f}"
+
+
+def _interval(row: pd.Series) -> str:
+    return f"{_points(row.difference)} [{_points(row.low)}, {_points(row.high)}]"
+
+
+def headline_table(results: TransferResults, metric: str = "zero_shot") -> pd.DataFrame:
+    """One row per method, one column per regime: the mean score, and for every method but the frozen
+    backbone its paired difference from it in points with the 95 % interval."""
+    means = results.means.set_index(["method", *CELLS])[metric]
+    rows = {}
+    for method in results.means.method.unique():
+        row = {}
+        for regime, (group, poses) in REGIMES.items():
+            if (method, group, poses) not in means.index:
+                continue
+            text = f"{means[(method, group, poses)]:.3f}"
+            diff = paired_cell(results.paired, method, FROZEN, regime, metric)
+            row[regime] = text + (f" ({_interval(diff)})" if diff is not None else "")
+        rows[method_label(method)] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def findings(results: TransferResults, metric: str = "zero_shot") -> str:
+    """Markdown: for each tuned method, whether it improves each transfer regime over the frozen backbone
+    and whether it keeps clean accuracy within the budget, then ours and ITC-only against OVT; each
+    verdict from its paired interval."""
+    paired = results.paired
+    lines = []
+    for a, b in sorted({(r.a, r.b) for r in paired.itertuples()}, key=lambda p: (p[1] != FROZEN, p)):
+        parts = []
+        for regime in REGIMES:
+            row = paired_cell(paired, a, b, regime, metric)
+            if row is None:
+                continue
+            verdict = {BETTER: "**better**", WORSE: "**worse**"}.get(row.verdict, "not resolved")
+            parts.append(f"{regime} {_interval(row)} ({verdict})")
+        clean = paired_cell(paired, a, b, "clean", metric)
+        kept = ("" if clean is None else
+                f" Clean accuracy is kept within {100 * CLEAN_BUDGET:.0f} point"
+                + (": yes." if clean.low > -CLEAN_BUDGET else
+                   f": not shown (the interval reaches {_points(clean.low)})."))
+        lines.append(f"- **{method_label(a)} - {method_label(b)}**, points: " + "; ".join(parts) + "." + kept)
+    n = int(results.scores[results.scores.category_group == ALL].object_id.nunique())
+    return (f"Paired differences in zero-shot accuracy on the same {n} test objects, 95 % bootstrap intervals "
+            f"({results.n_resamples} resamples shared by every method); a verdict holds only when its interval "
+            "excludes zero.\n\n" + "\n".join(lines))
+
+
+def resolution(results: TransferResults, metric: str = "zero_shot") -> pd.DataFrame:
+    """Per regime: the test objects in it and the smallest difference its paired comparisons resolve
+    (1.96 x the median paired standard error over the comparisons), in points."""
+    rows = []
+    for regime, (group, poses) in REGIMES.items():
+        cell = results.paired[(results.paired.category_group == group) & (results.paired.poses == poses)
+                              & (results.paired.metric == metric)]
+        if len(cell):
+            rows.append({"regime": regime, "test objects": int(cell.n_objects.iloc[0]),
+                         "resolves (points)": round(100 * 1.96 * float(cell.paired_stderr.median()), 1)})
+    return pd.DataFrame(rows)

@@ -1,0 +1,182 @@
+"""The transfer protocol: category groups, seen poses, what tuning may see, per-object scores and
+the paired bootstrap."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mvclip_utils.core.cameras import views_table
+from mvclip_utils.core.protocol import (
+    CLEAN,
+    MULTI_VIEW,
+    OOD,
+    SEEN_POSES,
+    SINGLE_VIEW,
+    UNSEEN,
+    UNSEEN_POSES,
+    category_groups,
+    pose_groups,
+    seen_pose_mask,
+    tuning_scope,
+)
+from mvclip_utils.core.schema import ConfigError, ProtocolConfig, RenderConfig
+from mvclip_utils.evaluation.stats import bootstrap_indices, paired_difference, paired_table
+from mvclip_utils.evaluation.transfer import chance_levels, per_object_scores, transfer_table
+
+CATEGORIES = [f"c{i:02d}" for i in range(10)]
+
+
+def test_named_groups_are_kept_and_fractions_draw_among_the_rest_reproducibly():
+    p = ProtocolConfig(single_view_categories=["c03"], unseen_fraction=0.2)
+    groups = category_groups(p, CATEGORIES, seed=0)
+    assert groups["c03"] == SINGLE_VIEW and list(groups.values()).count(SINGLE_VIEW) == 1
+    unseen = sorted(c for c, g in groups.items() if g == UNSEEN)
+    assert len(unseen) == 2 and "c03" not in unseen
+    assert category_groups(p, CATEGORIES, seed=0) == groups  # the same draw for the same seed
+    draws = {tuple(sorted(c for c, g in category_groups(p, CATEGORIES, s).items() if g == UNSEEN)) for s in range(8)}
+    assert len(draws) > 1  # and another for another seed
+    assert set(category_groups(ProtocolConfig(), CATEGORIES, 0).values()) == {MULTI_VIEW}
+
+
+@pytest.mark.parametrize("protocol, says", [
+    (ProtocolConfig(single_view_categories=["dragon"]), "protocol.single_view_categories: dragon not among"),
+    (ProtocolConfig(single_view_categories=["c01"], unseen_categories=["c01"]),
+     "protocol.unseen_categories: c01 also in protocol.single_view_categories"),
+    (ProtocolConfig(unseen_fraction=0.04), "protocol.unseen_fraction: 0.04 of 10 categories is no category"),
+    (ProtocolConfig(single_view_fraction=0.5, unseen_fraction=0.5), "protocol: every category is single-view or "
+                                                                      "unseen"),
+])
+def test_a_protocol_that_leaves_a_group_empty_or_names_nonsense_is_refused_naming_the_key(protocol, says):
+    with pytest.raises(ConfigError) as info:
+        category_groups(protocol, CATEGORIES, 0)
+    assert str(info.value).startswith(says)
+
+
+def test_seen_poses_are_the_named_rings_and_the_front_half_and_the_rest_is_held_out():
+    views = views_table(RenderConfig(azimuths=12, elevations_deg=[70, 40, 10]))
+    p = ProtocolConfig(seen_elevations_deg=[40, 10], seen_azimuths_deg=[-90, 90])
+    seen = seen_pose_mask(p, views)
+    picked = views[seen]
+    assert set(picked.elevation_deg) == {40, 10} and set(picked.azimuth_deg) == {270, 300, 330, 0, 30, 60}
+    assert seen.sum() == 12 and (views.kind[seen] == "grid").all()
+    poses = pose_groups(p, views, "el+40_az030")
+    assert (poses == CLEAN).sum() == 1 and poses[views.view_id == "el+40_az030"][0] == CLEAN
+    assert (poses == SEEN_POSES).sum() == 11 and (poses == UNSEEN_POSES).sum() == 24
+    assert (poses == OOD).sum() == (views.kind == "ood").sum()
+    assert seen_pose_mask(ProtocolConfig(), views).sum() == 36  # no pose split: every grid view is seen
+
+
+def _objects():
+    rows = []
+    for c in ["mug", "car", "boat", "lamp"]:
+        for i, split in enumerate(["pretrain", "pretrain", "train", "train", "val", "test"]):
+            rows.append({"object_id": f"{c}{i}", "category": c, "split": split, "status": "ok"})
+    rows.append({"object_id": "mug9", "category": "mug", "split": "", "status": "failed"})
+    return pd.DataFrame(rows)
+
+
+def test_tuning_sees_only_multi_view_train_objects_at_seen_poses_and_clean_views_of_seen_categories():
+    views = views_table(RenderConfig(azimuths=4, elevations_deg=[40, 10]))
+    p = ProtocolConfig(single_view_categories=["boat"], unseen_categories=["lamp"], seen_elevations_deg=[40])
+    scope = tuning_scope(p, _objects(), views, 0, "el+40_az000")
+    assert scope.multi_view_objects == ["mug2", "mug3", "car2", "car3"]
+    assert scope.seen_views == ["el+40_az000", "el+40_az090", "el+40_az180", "el+40_az270"]
+    assert scope.clean_objects == ["mug0", "mug1", "car0", "car1", "boat0", "boat1", "boat2", "boat3"]
+    assert not any(o.startswith("lamp") for o in scope.multi_view_objects + scope.clean_objects)
+    assert "nothing of the unseen categories (lamp)" in scope.describe()
+    with pytest.raises(ConfigError, match="the canonical view el\\+10_az000 .* is not a seen pose"):
+        tuning_scope(p, _objects(), views, 0, "el+10_az000")
+    with pytest.raises(ConfigError, match="select every grid view, so no pose is held out"):
+        tuning_scope(ProtocolConfig(seen_elevations_deg=[40, 10]), _objects(), views, 0, "el+40_az000")
+
+
+def test_per_object_scores_match_a_loop_over_objects_and_views():
+    g = np.random.default_rng(0)
+    n, v, d, names = 7, 5, 8, np.array(["a", "b", "c", "d"])
+    image = g.normal(size=(n, v, d))
+    image /= np.linalg.norm(image, axis=-1, keepdims=True)
+    text = g.normal(size=(4, d))
+    labels = g.integers(0, 4, n)
+    groups = {"a": MULTI_VIEW, "b": MULTI_VIEW, "c": UNSEEN, "d": UNSEEN}
+    poses = np.array([CLEAN, SEEN_POSES, SEEN_POSES, UNSEEN_POSES, UNSEEN_POSES])
+    scores = per_object_scores(image, text, labels, names, groups, poses, [f"o{i}" for i in range(n)])
+    for row in scores.itertuples():
+        wanted = [SEEN_POSES, UNSEEN_POSES] if row.poses == "other_grid" else [row.poses]
+        i, keep = int(row.object_id[1:]), np.flatnonzero(np.isin(poses, wanted))
+        allowed = [c for c in range(4) if groups[names[c]] == groups[names[labels[i]]]]
+        hits = [int(np.argmax(text @ image[i, j]) == labels[i]) for j in keep]
+        hits_in = [int(allowed[int(np.argmax(text[allowed] @ image[i, j]))] == labels[i]) for j in keep]
+        pairs = [image[i, a] @ image[i, b] for a in keep for b in keep if a != b]
+        assert row.zero_shot == pytest.approx(np.mean(hits))
+        assert row.zero_shot_in_group == pytest.approx(np.mean(hits_in))
+        assert row.category_group == groups[names[labels[i]]] and row.n_views == len(keep)
+        if pairs:
+            assert row.same_object_similarity == pytest.approx(np.mean(pairs))
+        else:
+            assert np.isnan(row.same_object_similarity)
+    assert chance_levels(groups)[("zero_shot", UNSEEN)] == 0.25
+    assert chance_levels(groups)[("zero_shot_in_group", UNSEEN)] == 0.5
+    table = transfer_table(scores.assign(method="m"))
+    cell = table[(table.category_group == MULTI_VIEW) & (table.poses == SEEN_POSES)].iloc[0]
+    mine = scores[(scores.category_group == MULTI_VIEW) & (scores.poses == SEEN_POSES)]
+    assert cell.zero_shot == pytest.approx(mine.zero_shot.mean()) and cell.n_objects == len(mine)
+
+
+def test_the_paired_bootstrap_equals_a_brute_force_loop_with_the_same_draws():
+    g = np.random.default_rng(1)
+    a, b = g.random(40), g.random(40) - 0.1
+    indices = bootstrap_indices(40, 500, seed=3)
+    result = paired_difference(a, b, indices)
+    loop = sorted(np.mean([a[j] - b[j] for j in draw]) for draw in indices)
+    assert result.low == pytest.approx(np.percentile(loop, 2.5)) and result.high == pytest.approx(
+        np.percentile(loop, 97.5))
+    assert result.difference == pytest.approx(np.mean(a - b))
+    assert result.paired_stderr == pytest.approx(np.std(a - b, ddof=1) / np.sqrt(40))
+    same = paired_difference(a, a, indices)
+    assert (same.difference, same.low, same.high, same.verdict) == (0.0, 0.0, 0.0, "not resolved")
+    assert paired_difference(a + 1, a, indices).verdict == "better"
+    assert paired_difference(a, a + 0.01, indices).within(0.02) and not paired_difference(a, a + 0.03,
+                                                                                         indices).within(0.02)
+
+
+def test_paired_table_shares_one_draw_per_cell_across_pairs_and_refuses_unpaired_objects():
+    g = np.random.default_rng(2)
+    rows = []
+    for method, shift in [("frozen", 0.0), ("ovt", 0.2), ("ours", 0.3)]:
+        for cell in ["x", "y"]:
+            for i in range(30):
+                rows.append({"method": method, "object_id": f"o{i}", "cell": cell, "acc": g.random() + shift})
+    scores = pd.DataFrame(rows)
+    table = paired_table(scores, [("ovt", "frozen"), ("ours", "frozen"), ("ours", "ovt")], ["acc"], ["cell"],
+                         n_resamples=300, seed=0)
+    assert len(table) == 6 and set(table.verdict) <= {"better", "worse", "not resolved"}
+    wide = scores[scores.cell == "x"].pivot(index="object_id", columns="method", values="acc")
+    indices = bootstrap_indices(30, 300, 0)
+    expected = paired_difference(wide["ours"].to_numpy(), wide["ovt"].to_numpy(), indices)
+    row = table[(table.a == "ours") & (table.b == "ovt") & (table.cell == "x")].iloc[0]
+    assert (row.low, row.high) == pytest.approx((expected.low, expected.high))
+    # the same resample for every pair: differences of differences add up draw by draw
+    ab = paired_difference(wide["ours"].to_numpy(), wide["frozen"].to_numpy(), indices)
+    ov = paired_difference(wide["ovt"].to_numpy(), wide["frozen"].to_numpy(), indices)
+    assert ab.difference == pytest.approx(ov.difference + expected.difference)
+    with pytest.raises(ValueError, match="ours and frozen were not scored on the same objects"):
+        paired_table(scores.drop(index=scores.index[(scores.method == "ours")][:1]), [("ours", "frozen")], ["acc"],
+                     ["cell"])
+
+
+@pytest.mark.parametrize("protocol, says", [
+    ({"unseen_categories": ["dragon"]}, "protocol.unseen_categories: dragon not among the dataset's categories"),
+    ({"unseen_fraction": 0.01}, "protocol.unseen_fraction: 0.01 of 3 categories is no category"),
+    ({"unseen_fraction": 1.5}, "protocol.unseen_fraction: expected a fraction of the categories between 0 and 1"),
+    ({"seen_elevations_deg": [55]}, "protocol.seen_elevations_deg: 55 are not rings of render.elevations_deg "
+                                    "(10, 30)"),
+    ({"seen_azimuths_deg": [0]}, "protocol.seen_azimuths_deg: expected [from, to] in degrees"),
+    ({"seen_elevations_deg": [10]}, "protocol.seen_elevations_deg / seen_azimuths_deg: the canonical view"),
+    ({"seen_elevations_deg": [30, 10]}, "protocol.seen_elevations_deg / seen_azimuths_deg: select every grid view"),
+])
+def test_a_config_whose_protocol_leaves_a_group_empty_is_refused_at_load_naming_the_key(protocol, says):
+    from helpers import make_config
+
+    with pytest.raises(ConfigError) as info:
+        make_config({"protocol": protocol})
+    assert str(info.value).startswith(says)
