@@ -40,12 +40,14 @@ from IPython.display import Markdown, display
 from mvclip_utils.evaluation import results
 from mvclip_utils.models.opened_run import open_run
 from mvclip_utils.reports import figures, plots
+from mvclip_utils.studies import control as supervised_control
 from mvclip_utils.studies import probes
 
 opened = open_run(config_path, run_dir)  # config, layout, dataset tables and fingerprint, backbone record: read once
 cfg, layout = opened.cfg, opened.layout
 figures.capture(layout)  # every figure also as PDF, SVG and PNG under figures/
 study = probes.run_probe_study(opened)
+control = None if cfg.dataset.source == "cifar100" else supervised_control.run_supervised_control(opened)
 first = next(iter(study.results))  # the run's own backbone (baseline), or cifar100
 baseline, data = study.results[first], study.data[first]
 summary = probes.few_shot_summary(baseline)
@@ -54,7 +56,8 @@ display(Markdown(
     f"**Backbone:** {data.backbone} (logit scale {data.logit_scale:.1f}) · {len(data.class_names)} categories, "
     f"chance {chance:.3f} · variants probed: {', '.join(study.results)} · {cfg.probes.seeds} seeds per k, "
     f"{cfg.probes.epochs} full-batch Adam steps at lr {cfg.probes.lr}"
-    + (f" · skipped (too few candidates): {'; '.join(baseline.skipped)}" if baseline.skipped else "")))
+    + (f" · skipped (too few candidates): {'; '.join(baseline.skipped)}" if baseline.skipped else "")
+    + ("" if control is None else "\n\n" + supervised_control.describe_control(control, opened))))
 
 # %% [markdown]
 # ## Few-shot against zero-shot (the seed's figure)

@@ -75,6 +75,19 @@ else:
     display(transfer.resolution(transfer_results))
 
 # %% [markdown]
+# ### By viewpoint change, and how much of the pose each embedding keeps
+# Accuracy and same-object similarity binned by the angle between a view and the canonical
+# view, as dense-probing benchmarks bin by viewpoint change. Then pose decodability: a linear
+# (ridge) classifier reading each grid view's azimuth and elevation ring from the method's
+# test embeddings, fitted on half the test objects and tested on the other half; a
+# view-invariant embedding should lose the pose.
+
+# %%
+if transfer_results is not None:
+    summary_plots.plot_by_angle(transfer_results, f"By angle from the canonical view ({opened.backbone_name})")
+display(transfer.pose_table(results).style.format(results_table.format_number))
+
+# %% [markdown]
 # ## What the spatial features hold (10, 11)
 # Decoding the image (10) and segmenting its parts (11) from the frozen backbone's spatial
 # features, with their comparisons and baselines; test objects, grid views.

@@ -180,3 +180,61 @@ def test_a_config_whose_protocol_leaves_a_group_empty_is_refused_at_load_naming_
     with pytest.raises(ConfigError) as info:
         make_config({"protocol": protocol})
     assert str(info.value).startswith(says)
+
+
+def test_the_supervised_control_starts_at_zero_shot_and_learns_the_labels_it_sees():
+    import torch
+
+    from mvclip_utils.studies.control import fit_category_classifier
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.nn.functional.normalize(torch.randn(4, 16, generator=g), dim=-1)
+    labels = torch.arange(3).repeat_interleave(20)  # classes 0-2 seen, class 3 never
+    features = centres[labels] + 0.1 * torch.randn(60, 16, generator=g)
+    prompts = torch.roll(centres, 1, 0) + 0.3 * torch.randn(4, 16, generator=g)  # a wrong zero-shot classifier
+    untrained = fit_category_classifier(features, labels, prompts, 100.0, epochs=0, lr=0.01)
+    torch.testing.assert_close(untrained, torch.nn.functional.normalize(prompts, dim=-1) * 100.0)
+    trained = fit_category_classifier(features, labels, prompts, 100.0, epochs=200, lr=0.5)
+
+    def accuracy(weight):
+        return float(((torch.nn.functional.normalize(features, dim=-1) @ weight.T).argmax(1) == labels).float().mean())
+
+    assert accuracy(trained) > accuracy(untrained) and accuracy(trained) > 0.9
+    # the unseen class's row moves only as the negative of the others: away from their features
+    assert float(trained[3] @ centres[:3].T.mean(1)) <= float(untrained[3] @ centres[:3].T.mean(1))
+
+
+def test_views_are_binned_by_their_angle_from_the_canonical_view():
+    from mvclip_utils.core.cameras import angle_from_view
+    from mvclip_utils.core.protocol import angle_bins
+
+    views = views_table(RenderConfig(azimuths=12, elevations_deg=[70, 40, 10]))
+    angle = angle_from_view(views, "el+40_az030")
+    at = dict(zip(views.view_id, angle))
+    assert at["el+40_az030"] == pytest.approx(0, abs=1e-6)
+    assert at["el+40_az210"] == pytest.approx(100)  # across the top: 180 - 2 x 40
+    assert at["el+70_az030"] == pytest.approx(30) and at["el+10_az030"] == pytest.approx(30)
+    bins = angle_bins(views, "el+40_az030")
+    grid = (views.kind == "grid").to_numpy()
+    assert (sum(m.astype(int) for m in bins.values()) == grid).all()  # every grid view in exactly one bin
+    assert bins["angle_090_120"][views.view_id == "el+40_az210"].all()
+    assert bins["angle_030_060"][views.view_id == "el+70_az030"].all()  # 30 degrees opens the second bin
+
+
+def test_pose_is_decodable_from_pose_dependent_embeddings_and_not_from_invariant_ones():
+    from mvclip_utils.evaluation.metrics import pose_decodability
+
+    views = views_table(RenderConfig(azimuths=6, elevations_deg=[40, 10]))
+    grid = (views.kind == "grid").to_numpy()
+    g = np.random.default_rng(0)
+    n, d = 20, 32
+    view_code = g.normal(size=(len(views), d))  # every view adds its own direction
+    objects = g.normal(size=(n, 1, d))
+    posed = objects + 2.0 * view_code[None] + 0.3 * g.normal(size=(n, len(views), d))
+    invariant = np.repeat(objects, len(views), axis=1) + 0.3 * g.normal(size=(n, len(views), d))
+    seen = pose_decodability(posed, views)
+    blind = pose_decodability(invariant, views)
+    assert seen["pose_azimuth_accuracy"] > 0.95 and seen["pose_elevation_accuracy"] > 0.95
+    assert blind["pose_azimuth_accuracy"] < 0.4 and blind["pose_elevation_accuracy"] < 0.75
+    assert seen["pose_azimuth_chance"] == pytest.approx(1 / 6) and seen["pose_elevation_chance"] == 0.5
+    assert grid.sum() == 12

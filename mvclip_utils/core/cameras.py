@@ -20,6 +20,14 @@ def camera_position(azimuth_deg: float, elevation_deg: float, distance: float) -
     return distance * np.array([math.cos(el) * math.sin(az), -math.cos(el) * math.cos(az), math.sin(el)])
 
 
+def angle_from_view(views: pd.DataFrame, reference: str) -> np.ndarray:
+    """[V] the angle in degrees between each view's direction from the object's centre and the
+    `reference` view's (the viewpoint change, whatever the distance)."""
+    directions = np.stack([camera_position(a, e, 1.0) for a, e in zip(views.azimuth_deg, views.elevation_deg)])
+    ref = directions[views.view_id.to_numpy() == reference][0]
+    return np.degrees(np.arccos(np.clip(directions @ ref, -1.0, 1.0)))
+
+
 def camera_to_world(azimuth_deg: float, elevation_deg: float, distance: float) -> np.ndarray:
     """4x4 camera-to-world matrix of a camera on the orbit, looking at the origin.
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .cameras import angle_from_view
 from .schema import ConfigError, ProtocolConfig
 
 MULTI_VIEW, SINGLE_VIEW, UNSEEN = "multi_view", "single_view", "unseen"
@@ -83,6 +84,22 @@ def pose_groups(protocol: ProtocolConfig, views: pd.DataFrame, canonical: str) -
     seen = seen_pose_mask(protocol, views)
     return np.where(views.view_id.to_numpy() == canonical, CLEAN,
                     np.where(views.kind.to_numpy() != "grid", OOD, np.where(seen, SEEN_POSES, UNSEEN_POSES)))
+
+
+ANGLE_BIN_DEG = 30
+
+
+def angle_bins(views: pd.DataFrame, canonical: str, width: int = ANGLE_BIN_DEG) -> dict[str, np.ndarray]:
+    """{"angle_000_030": [V] mask, ...}: the grid views by their angle from the canonical view, in bins
+    of `width` degrees (as dense-probing benchmarks bin by viewpoint change); empty bins are left out."""
+    angle = angle_from_view(views, canonical)
+    grid = (views.kind == "grid").to_numpy()
+    bins = {}
+    for low in range(0, 180, width):
+        keep = grid & (angle >= low) & ((angle < low + width) | ((low + width >= 180) & (angle <= 180)))
+        if keep.any():
+            bins[f"angle_{low:03d}_{low + width:03d}"] = keep
+    return bins
 
 
 def check_poses(protocol: ProtocolConfig, views: pd.DataFrame, canonical: str) -> None:

@@ -259,6 +259,39 @@ def zero_shot_columns(image, category_text, labels, views: pd.DataFrame, canonic
     return row
 
 
+def _ridge_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+                    n_classes: int, ridge: float = 1.0) -> np.ndarray:
+    """[n test] whether a ridge-regression classifier (least squares onto one-hot targets, closed form on
+    features standardised with the train statistics) gets each test item right."""
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+    a, b = (train_x - mean) / std, (test_x - mean) / std
+    a, b = np.hstack([a, np.ones((len(a), 1))]), np.hstack([b, np.ones((len(b), 1))])
+    weight = np.linalg.solve(a.T @ a + ridge * np.eye(a.shape[1]), a.T @ np.eye(n_classes)[train_y])
+    return (b @ weight).argmax(1) == test_y
+
+
+def pose_decodability(image, views: pd.DataFrame) -> dict[str, float]:
+    """How well a linear classifier reads a grid view's azimuth, and its elevation ring, from its embedding:
+    fitted on half the objects' grid views and tested on the other half's, then the halves swapped (so
+    no object is both fitted and tested). A view-invariant embedding loses the pose; chance is 1 / the
+    number of azimuths (rings). image [N, V, D] (N >= 2), `views` its views table."""
+    image = np.asarray(image, dtype=np.float64)
+    grid = (views.kind == "grid").to_numpy()
+    x = image[:, grid]
+    n, g, d = x.shape
+    half = np.arange(n) % 2
+    row = {}
+    for name, column in (("azimuth", "azimuth_deg"), ("elevation", "elevation_deg")):
+        values, target = np.unique(views[column].to_numpy()[grid], return_inverse=True)
+        y = np.broadcast_to(target, (n, g))
+        correct = [_ridge_accuracy(x[half != h].reshape(-1, d), y[half != h].ravel(),
+                                   x[half == h].reshape(-1, d), y[half == h].ravel(), len(values))
+                   for h in (0, 1) if (half == h).any() and (half != h).any()]
+        row[f"pose_{name}_accuracy"] = float(np.concatenate(correct).mean()) if correct else float("nan")
+        row[f"pose_{name}_chance"] = 1 / len(values)
+    return row
+
+
 def evaluation_row(image, text, category_text, labels, views: pd.DataFrame, canonical: str,
                    category_text_unseen=None) -> dict:
     """The flat metrics row of one method on the test objects.
@@ -274,6 +307,7 @@ def evaluation_row(image, text, category_text, labels, views: pd.DataFrame, cano
     row.update(zero_shot_columns(image, category_text, labels, views, canonical))
     if category_text_unseen is not None:
         row.update(zero_shot_columns(image, category_text_unseen, labels, views, canonical, "_unseen_prompts"))
+    row.update(pose_decodability(image, views))
     row["ood_to_grid_similarity"] = ood_to_grid_similarity(image, views)
     row["ood_text_image_mean"] = (float(np.einsum("nvd,nd->nv", image[:, ~grid], np.asarray(text)).mean())
                                   if (~grid).any() else float("nan"))

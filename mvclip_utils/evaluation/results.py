@@ -40,6 +40,7 @@ METHOD_LABELS = {
     "segmentation_linear_probe": "linear probe on patch tokens", "segmentation_unet": "UNet from scratch (pixels)",
     "segmentation_location_prior": "location prior", "segmentation_foreground_only": "foreground only",
     "segmentation_category_silhouette": "true silhouette + category",
+    "supervised_control": "supervised control (frozen features)",
 }
 
 

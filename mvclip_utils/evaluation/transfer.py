@@ -16,6 +16,7 @@ from ..core.protocol import (
     POSE_GROUPS,
     SEEN_POSES,
     UNSEEN_POSES,
+    angle_bins,
     category_groups,
     pose_groups,
 )
@@ -27,7 +28,8 @@ CELLS = ["category_group", "poses"]
 
 
 def per_object_scores(image, category_text, labels, category_names, groups: dict[str, str],
-                      view_poses: np.ndarray, object_ids) -> pd.DataFrame:
+                      view_poses: np.ndarray, object_ids, view_sets: dict[str, np.ndarray] | None = None
+                      ) -> pd.DataFrame:
     """One row per (object, pose group) that has views (and one for `other_grid`, seen and unseen poses
     together): the object's zero-shot accuracy over those
     views among every category's prompts (`zero_shot`) and among its own group's (`zero_shot_in_group`),
@@ -35,7 +37,8 @@ def per_object_scores(image, category_text, labels, category_names, groups: dict
     for a group of one view, such as clean).
 
     image [N, V, D] L2-normalised, category_text [C, D], labels [N] into `category_names` [C],
-    groups {category: group}, view_poses [V] (`core.protocol.pose_groups`), object_ids [N].
+    groups {category: group}, view_poses [V] (`core.protocol.pose_groups`), object_ids [N]; `view_sets`
+    ({name: [V] mask}, e.g. `core.protocol.angle_bins`) adds a row per object for each further set of views.
     """
     image, labels = np.asarray(image), np.asarray(labels)
     names = np.asarray(category_names)
@@ -48,8 +51,10 @@ def per_object_scores(image, category_text, labels, category_names, groups: dict
     gram = np.einsum("nvd,nwd->nvw", image, image)
     rows = []
     view_poses = np.asarray(view_poses)
-    for poses in POSE_GROUPS + (OTHER_GRID,):
-        keep = np.isin(view_poses, [SEEN_POSES, UNSEEN_POSES]) if poses == OTHER_GRID else view_poses == poses
+    sets = {poses: view_poses == poses for poses in POSE_GROUPS}
+    sets[OTHER_GRID] = np.isin(view_poses, [SEEN_POSES, UNSEEN_POSES])
+    sets.update(view_sets or {})
+    for poses, keep in sets.items():
         k = int(keep.sum())
         if not k:
             continue
@@ -64,12 +69,16 @@ def per_object_scores(image, category_text, labels, category_names, groups: dict
     return pd.concat(rows, ignore_index=True)
 
 
-def test_scores(image, test: Embeddings, views: pd.DataFrame, canonical: str, cfg: RunConfig) -> pd.DataFrame:
+def test_scores(image, test: Embeddings, views: pd.DataFrame, canonical: str, cfg: RunConfig,
+                category_text: np.ndarray | None = None) -> pd.DataFrame:
     """`per_object_scores` of a method's test embeddings `image` [N test, V, D] (the frozen text side
-    and labels from `test`, notebook 03's test split), under the run's protocol."""
+    and labels from `test`, notebook 03's test split, unless `category_text` [C, D] replaces the class
+    side, as a trained classifier's weights do), under the run's protocol."""
     groups = category_groups(cfg.protocol, list(test.category_names), cfg.seed)
-    return per_object_scores(image, test.category_text, test.labels, test.category_names, groups,
-                             pose_groups(cfg.protocol, views, canonical), test.object_ids)
+    class_side = test.category_text if category_text is None else category_text
+    return per_object_scores(image, class_side, test.labels, test.category_names, groups,
+                             pose_groups(cfg.protocol, views, canonical), test.object_ids,
+                             angle_bins(views, canonical))
 
 
 def chance_levels(groups: dict[str, str]) -> dict[tuple[str, str], float]:
@@ -90,6 +99,7 @@ def transfer_table(scores: pd.DataFrame) -> pd.DataFrame:
     table = (scores.groupby(["method", *CELLS], sort=False)
              .agg(**{s: (s, "mean") for s in SCORES}, n_objects=("object_id", "nunique")).reset_index())
     order = {g: i for i, g in enumerate(CATEGORY_GROUPS + POSE_GROUPS + (OTHER_GRID,))}
+    order.update({b: len(order) + i for i, b in enumerate(sorted(set(scores.poses) - set(order)))})  # angle bins
     order.update({m: i for i, m in enumerate(dict.fromkeys(scores.method))})  # methods as they come
     return table.sort_values(["method", "category_group", "poses"], key=lambda c: c.map(order).fillna(-1),
                              kind="stable", ignore_index=True)

@@ -13,7 +13,7 @@ from ..evaluation.results import (
     seeded_rows,
 )
 from ..studies.summary import CLEAN_ACCURACY, PANELS, VIEWPOINT_OOD_ACCURACY, embedding_rows
-from ..studies.transfer import CLEAN_BUDGET, FROZEN, TransferResults, paired_cell
+from ..studies.transfer import CLEAN_BUDGET, FROZEN, TransferResults, by_angle, paired_cell
 
 
 def plot_method_panels(results: pd.DataFrame, title: str) -> plt.Figure:
@@ -148,3 +148,20 @@ def plot_transfer_panels(results: TransferResults, title: str) -> plt.Figure:
     fig.tight_layout()
     return fig
 
+
+
+def plot_by_angle(results: TransferResults, title: str) -> plt.Figure:
+    """Zero-shot accuracy and same-object similarity against the angle from the canonical view (bins of
+    30 degrees, every test object), one line per method with standard errors over objects."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, metric, label in zip(axes, ("zero_shot", "same_object_similarity"),
+                                 ("zero-shot accuracy", "same-object similarity")):
+        table = by_angle(results, metric)
+        for i, (method, rows) in enumerate(table.groupby("method", sort=False)):
+            ax.errorbar(rows.centre_deg, rows["mean"], yerr=rows["sem"], marker="o", capsize=2, color=f"C{i}",
+                        label=method_label(method))
+        ax.set(xlabel="angle from the canonical view (degrees)", ylabel=label, title=label)
+    axes[1].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

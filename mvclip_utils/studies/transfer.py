@@ -19,6 +19,7 @@ from ..evaluation.stats import BETTER, WORSE, paired_table
 from ..evaluation.transfer import CELLS, SCORES, transfer_table
 
 FROZEN = "baseline"  # notebook 04's row: the frozen backbone
+CONTROL = "supervised_control"  # notebook 09's: the zero-shot classifier trained on the multi-view labels
 ALL = "all"  # every test object, whatever its category group
 # The regimes a reader asks about: (category group, pose group).
 REGIMES = {
@@ -41,17 +42,24 @@ class TransferResults:
 
 
 def comparison_pairs(methods: list[str]) -> list[tuple[str, str]]:
-    """Every method against the frozen backbone, then ours and the ITC-only tune against OVT."""
+    """Every method against the frozen backbone, then ours and the ITC-only tune against OVT, then every
+    tuned method against the supervised control (what ITC on the labels alone reaches)."""
     pairs = [(m, FROZEN) for m in methods if m != FROZEN]
-    for a, b in (("centroid_distillation", "omniview_tuning"), ("itc_finetune", "omniview_tuning")):
+    tuned = ("centroid_distillation", "omniview_tuning", "itc_finetune")
+    for a, b in (("centroid_distillation", "omniview_tuning"), ("itc_finetune", "omniview_tuning"),
+                 *((m, CONTROL) for m in tuned)):
         if a in methods and b in methods:
             pairs.append((a, b))
     return pairs
 
 
 def _with_all_group(scores: pd.DataFrame) -> pd.DataFrame:
-    whole = scores[scores.poses.isin([CLEAN, OTHER_GRID, OOD])].assign(category_group=ALL)
+    whole = scores[scores.poses.isin([CLEAN, OTHER_GRID, OOD]) | is_angle_bin(scores.poses)].assign(category_group=ALL)
     return pd.concat([scores, whole], ignore_index=True)
+
+
+def is_angle_bin(poses: pd.Series) -> pd.Series:
+    return poses.str.startswith("angle_")
 
 
 def transfer_results(layout: RunLayout, methods: list[str], n_resamples: int = 2000,
@@ -126,12 +134,37 @@ def findings(results: TransferResults, metric: str = "zero_shot") -> str:
 
 def resolution(results: TransferResults, metric: str = "zero_shot") -> pd.DataFrame:
     """Per regime: the test objects in it and the smallest difference its paired comparisons resolve
-    (1.96 x the median paired standard error over the comparisons), in points."""
+    (1.96 x the median paired standard error over the comparisons that differ at all), in points."""
     rows = []
     for regime, (group, poses) in REGIMES.items():
         cell = results.paired[(results.paired.category_group == group) & (results.paired.poses == poses)
                               & (results.paired.metric == metric)]
+        moved = cell.paired_stderr[cell.paired_stderr > 0]  # identical scores (stderr 0) say nothing of it
         if len(cell):
             rows.append({"regime": regime, "test objects": int(cell.n_objects.iloc[0]),
-                         "resolves (points)": round(100 * 1.96 * float(cell.paired_stderr.median()), 1)})
+                         "resolves (points)": round(100 * 1.96 * float(moved.median()), 1) if len(moved)
+                         else float("nan")})
     return pd.DataFrame(rows)
+
+
+def by_angle(results: TransferResults, metric: str = "zero_shot") -> pd.DataFrame:
+    """Per method and angle bin (every test object, the grid views by their angle from the canonical
+    view): the mean, its standard error over objects, and the bin's centre in degrees."""
+    cells = results.scores[(results.scores.category_group == ALL) & is_angle_bin(results.scores.poses)]
+    table = cells.groupby(["method", "poses"], sort=False)[metric].agg(["mean", "sem"]).reset_index()
+    low_high = table.poses.str.extract(r"angle_(\d+)_(\d+)").astype(float)
+    return table.assign(centre_deg=low_high.mean(axis=1)).sort_values(["method", "centre_deg"], kind="stable")
+
+
+def pose_table(results: pd.DataFrame) -> pd.DataFrame:
+    """How well each method's test embeddings give away the pose (`metrics.pose_decodability`): a
+    view-invariant embedding should lose it, the autoencoder's view-dependent path keeps it."""
+    columns = ["pose_azimuth_accuracy", "pose_elevation_accuracy"]
+    if not set(columns) <= set(results):
+        return pd.DataFrame()
+    rows = results[results[columns[0]].notna()].set_index("method")
+    table = rows[columns].rename(columns={columns[0]: "azimuth", columns[1]: "elevation ring"})
+    table.index = [method_label(m) for m in table.index]
+    chance = rows[["pose_azimuth_chance", "pose_elevation_chance"]].iloc[0]
+    table.loc["chance"] = [chance.pose_azimuth_chance, chance.pose_elevation_chance]
+    return table
