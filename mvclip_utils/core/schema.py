@@ -46,7 +46,9 @@ def _default_ood_views() -> list[ViewSpec]:
 # naming an unknown one is refused before any work without the core importing the data layer
 # (`data.objects` refuses to import if the two lists disagree).
 PROCEDURAL_CATEGORIES = ("mug", "chair", "car", "house", "lamp", "bottle", "teapot", "sofa", "television",
-                         "bookshelf", "boat", "camera")
+                         "bookshelf", "boat", "camera", "table", "bed", "bicycle", "airplane", "guitar", "clock",
+                         "helicopter", "rocket", "tree", "umbrella", "toaster", "robot", "backpack", "truck", "tent",
+                         "snowman", "windmill", "piano")
 
 
 @dataclass

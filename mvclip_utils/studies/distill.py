@@ -142,11 +142,9 @@ def train_distillation(cfg: RunConfig, layout, backbone: Backbone, emb, progress
     """Centroid distillation of the backbone's image tower: (the tuned model, its history)."""
     ranks = ranks or Ranks.single(backbone.device)
     centroids, clean_targets = frozen_targets(cfg, layout, emb, backbone_logit_scale(backbone.model))
-    scope = run_scope(cfg, layout)
     objective = CentroidDistillation(cfg.distill, centroids, clean_targets if cfg.distill.clean_per_batch else None,
                                      ranks.world_size).to(ranks.device)
-    model = tune_adapters(cfg, "distill", layout, backbone, objective, progress, ranks, "Centroid distillation",
-                          expect_objects={"train": scope.multi_view_objects, "clean": scope.clean_objects})
+    model = tune_adapters(cfg, "distill", layout, backbone, objective, progress, ranks, "Centroid distillation")
     return model, objective.history
 
 

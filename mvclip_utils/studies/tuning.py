@@ -143,8 +143,7 @@ class TuningObjective(Protocol):
 
 
 def tune_adapters(cfg: RunConfig, key: str, layout, backbone: Backbone, objective: TuningObjective,
-                  progress: bool = True, ranks: Ranks | None = None, desc: str = "tuning",
-                  expect_objects: dict[str, list[str]] | None = None) -> OmniviewCLIP:
+                  progress: bool = True, ranks: Ranks | None = None, desc: str = "tuning") -> OmniviewCLIP:
     """The one loop of every adapter tuning (08's OVT and ITC-only fine-tune, 12's centroid distillation).
 
     LoRA + VIFormer on a copy of the backbone (the adapter settings of the config section `key`: `ovt`,
@@ -158,8 +157,8 @@ def tune_adapters(cfg: RunConfig, key: str, layout, backbone: Backbone, objectiv
     With `ranks` of several processes (torchrun, `distributed.from_environment`), each rank encodes its
     slice of the same global batch and its share of the train objects for `embed_train`; the loss is
     computed on the gathered whole, so N processes train the adapters one process would (`distributed`
-    explains the gradients). `expect_objects` ({"train"/"clean": object ids}) guards the order fixed targets
-    rely on.
+    explains the gradients). The objects are the scope's, in its order: fixed targets computed from
+    `Embeddings.select` of the same scope line up with them.
     """
 
     o: AdapterTuningConfig = getattr(cfg, key)
@@ -173,11 +172,6 @@ def tune_adapters(cfg: RunConfig, key: str, layout, backbone: Backbone, objectiv
     train = ViewImages(layout, ["train"], scope.seen_views, object_ids=scope.multi_view_objects)
     clean = (ViewImages(layout, ["pretrain", "train"], [scope.canonical], object_ids=scope.clean_objects)
              if o.clean_per_batch else None)
-    for part, data in (("train", train), ("clean", clean)):
-        if data is not None and expect_objects and part in expect_objects \
-                and list(data.objects.object_id) != list(expect_objects[part]):
-            raise ValueError(f"the {part} objects of the dataset and of the embeddings differ: "
-                             "rerun notebook 03_embed")
     pool = [train] + ([clean] if clean is not None else [])  # clean objects are indexed after the train ones
     with torch.no_grad():
         bank = CaptionBank.build(backbone, [c for d in pool for c in d.objects.caption],
