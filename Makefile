@@ -11,7 +11,7 @@ LOCK := requirements.lock
 PIP_INSTALL := -m pip install --disable-pip-version-check
 IMPORT_CHECK := import mvclip_utils, bpy, torch, papermill, open_clip, peft
 
-.PHONY: run ablations distill-ablations seeds test test-fast lint install kernel lab clean-venv benchmark lock
+.PHONY: run ablations distill-ablations seeds select test test-fast lint install kernel lab clean-venv benchmark lock
 
 # Re-install when the project's dependencies or their pins change.
 $(STAMP): pyproject.toml $(LOCK) mvclip_utils/lab.py mvclip_utils/cli.py
@@ -54,6 +54,19 @@ seeds: $(STAMP)
 		--from-run $(RUN_DIR) --root $(SEEDS_DIR) --only 01-08,12-13
 	$(MVCLIP) collect $(foreach s,$(subst $(comma), ,$(SEEDS)),$(SEEDS_DIR)/seed-$(s)) \
 		--into $(RUN_DIR)
+	$(MVCLIP) run --config $(CONFIG) --run-dir $(RUN_DIR) --only 13
+
+# Choose 08's and 12's settings on the val objects (`mvclip select`: a grid of variants sharing the run's
+# dataset, backbone and embeddings; the variant of best val transfer accuracy within the clean budget),
+# then evaluate each chosen setting on test once, then the summary (`make run` first).
+SELECT_OVT ?= --set ovt.lr=0.0005,0.002 --set ovt.clean_per_batch=64,128
+SELECT_DISTILL ?= --set distill.lr=0.0005,0.002 --set distill.distill_weight=0.5,1.0
+select: $(STAMP)
+	$(MVCLIP) select --config $(CONFIG) --from-run $(RUN_DIR) --method omniview_tuning --only 08 $(SELECT_OVT)
+	$(MVCLIP) select --config $(CONFIG) --from-run $(RUN_DIR) --method centroid_distillation --only 12 \
+		$(SELECT_DISTILL)
+	$(MVCLIP) run --config $(RUN_DIR)/selection/omniview_tuning.yaml --run-dir $(RUN_DIR) --only 08
+	$(MVCLIP) run --config $(RUN_DIR)/selection/centroid_distillation.yaml --run-dir $(RUN_DIR) --only 12
 	$(MVCLIP) run --config $(CONFIG) --run-dir $(RUN_DIR) --only 13
 
 # The full suite (what CI runs): the lint first, then every test, bpy renders and notebook runs included.

@@ -3,6 +3,8 @@
     mvclip run --config params/default.yaml              # every notebook, reports, index.html
     mvclip run --config params/smoke.yaml --only 04-07   # some notebooks of an existing run
     mvclip sweep --config params/default.yaml --set seed=0,1,2
+    mvclip select --config params/default.yaml --from-run outputs/default --method omniview_tuning --only 08 \\
+        --set ovt.lr=5e-4,2e-3        # choose on val, then evaluate test once with the chosen yaml
     mvclip collect outputs/default-sweep/*/ --out sweep.csv
     mvclip render --config params/objaverse_vitb32.yaml --shard 0/8   # then --merge 8
     mvclip embed --config params/objaverse_vitb32.yaml --shard 0/8    # then --merge 8
@@ -35,9 +37,9 @@ from .models.backbone import load_backbone
 from .models.embed import embed_shard, merge_embedding_shards
 from .pipeline import DEFAULT_KERNEL, run_pipeline
 from .studies.ovt import ITC_ONLY, METHOD, train_data_parallel
-from .sweep import collect, override_label, parse_set, run_sweep, swept_keys
+from .sweep import collect, override_label, parse_set, run_selection, run_sweep, swept_keys
 
-COMMANDS = ("run", "sweep", "collect", "render", "embed", "tune", "lab")
+COMMANDS = ("run", "sweep", "select", "collect", "render", "embed", "tune", "lab")
 _FORMAT = argparse.RawDescriptionHelpFormatter
 
 
@@ -77,6 +79,22 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--kernel")
     sweep.add_argument("--from-run", help="an existing run of the same dataset (e.g. outputs/default) whose dataset, "
                        "backbone and frozen embeddings the variants share")
+
+    choose = _command(commands, "select", "choose a method's settings on val objects: run a grid of variants, keep "
+                      "the one of best val transfer accuracy within the clean budget",
+                      "  mvclip select --config params/default.yaml --from-run outputs/default --method "
+                      "omniview_tuning \\\n      --only 08 --set ovt.lr=5e-4,2e-3 --set ovt.clean_per_batch=64,128\n"
+                      "  mvclip run --config outputs/default/selection/omniview_tuning.yaml --run-dir "
+                      "outputs/default --only 08   # test, once")
+    choose.add_argument("--config", required=True, help="the base config every variant extends")
+    choose.add_argument("--from-run", required=True, help="the finished run (01-04 at least) whose dataset, "
+                        "backbone and frozen val numbers the variants share; the choice is written into it")
+    choose.add_argument("--method", required=True, help="the results row chosen on, e.g. omniview_tuning")
+    choose.add_argument("--set", action="append", required=True, metavar="KEY=V1,V2",
+                        help="a config key and its candidate values (repeat for a grid)")
+    choose.add_argument("--only", required=True, help="the notebooks that train and evaluate the method, e.g. 08")
+    choose.add_argument("--kernel")
+    choose.add_argument("--keep", action="store_true", help="keep the variants' run directories")
 
     gather = _command(commands, "collect", "one results table over runs: mean and standard error over seeds",
                       "  mvclip collect outputs/default-sweep/*/ --out sweep.csv\n"
@@ -142,6 +160,17 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0 if all(status == "ok" for *_, status in done) else 1
 
 
+def _select(args: argparse.Namespace) -> int:
+    table, chosen = run_selection(args.config, [parse_set(s) for s in args.set], args.method, args.from_run,
+                                  args.only, args.kernel, args.keep)
+    shown = [c for c in table.columns if c == "variant" or c.startswith(("val_transfer", "eligible", "chosen"))
+             or c in ("val_zero_shot_all_clean",)]
+    print(table[shown].to_string(index=False))
+    print(f"[mvclip select] chosen on val: {chosen}\n  evaluate it on test once: mvclip run --config {chosen} "
+          f"--run-dir {args.from_run} --only {args.only}")
+    return 0
+
+
 def _collect(args: argparse.Namespace) -> int:
     table = collect(args.run_dirs, args.over)
     swept = swept_keys(args.run_dirs)
@@ -205,8 +234,8 @@ def _lab(args: argparse.Namespace) -> int:
     return subprocess.call(command, cwd=REPO_ROOT)
 
 
-HANDLERS = {"run": _run, "sweep": _sweep, "collect": _collect, "render": _render, "embed": _embed, "tune": _tune,
-            "lab": _lab}
+HANDLERS = {"run": _run, "sweep": _sweep, "select": _select, "collect": _collect, "render": _render,
+            "embed": _embed, "tune": _tune, "lab": _lab}
 
 
 def main(argv: list[str] | None = None) -> int:

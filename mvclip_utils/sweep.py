@@ -46,6 +46,7 @@ from .core.runs import (
 from .core.schema import ConfigError
 from .evaluation.results import PROVENANCE
 from .pipeline import run_pipeline
+from .studies.transfer import SELECTION_CLEAN, choose_on_val
 
 _KEY = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
 
@@ -246,3 +247,44 @@ def collect(run_dirs: list[Path | str], over: str = "seed") -> pd.DataFrame:
     out = mean.join(stderr.add_suffix(f"_{re.sub(r'[.,+]', '_', override_label(over))}_stderr"))
     out.insert(0, "n_runs", grouped.size())
     return out.reset_index()
+
+
+def run_selection(config: Path | str, sets: list[tuple[str, list[Any]]], method: str, from_run: Path | str,
+                  only: str, kernel: str | None = None, keep: bool = False) -> tuple[pd.DataFrame, Path]:
+    """Choose settings on val: run every variant of `sets` (`run_sweep`, sharing `from_run`'s dataset,
+    backbone and embeddings) with notebooks `only`, read each one's `method` row, and choose by its `val_*`
+    columns against the frozen backbone's val clean accuracy (`studies.transfer.choose_on_val`).
+
+    Writes into `from_run`: selection/<method>.csv (every variant's val numbers, the choice) and
+    selection/<method>.yaml, a params file of the base config with the chosen values; running it once
+    (`mvclip run --config <that yaml> --run-dir <from_run> --only ...`) is the one test evaluation.
+    The variant runs are deleted unless `keep`: their test numbers are never kept or read."""
+    from_run = Path(from_run).resolve()
+    layout = RunLayout(from_run)
+    frozen = json.loads(layout.metrics_file("baseline").read_text()) if layout.metrics_file("baseline").exists() \
+        else None
+    if frozen is None or SELECTION_CLEAN not in frozen:
+        raise ValueError(f"--from-run {from_run}: no frozen val numbers (metrics/baseline.json with val columns); "
+                         f"run notebooks 01-04 of {config} there first (make run)")
+    root = layout.root / "selection" / f"{method}-variants"
+    done = run_sweep(config, sets, root, only, kernel, from_run)
+    rows = []
+    for name, run_dir, status in done:
+        path = RunLayout(run_dir).metrics_file(method)
+        if status != "ok" or not path.exists():
+            raise RuntimeError(f"variant {name} did not write {path} ({status}): see {run_dir / 'index.html'}")
+        record = json.loads(path.read_text())
+        rows.append({"variant": name, **read_variant(run_dir),
+                     **{k: v for k, v in record.items() if k.startswith("val_")}})
+    table = choose_on_val(pd.DataFrame(rows), frozen[SELECTION_CLEAN])
+    chosen = table[table.chosen].iloc[0]
+    overrides = read_variant(root / chosen.variant)
+    out = layout.root / "selection" / f"{method}.yaml"
+    write_variant_config(Path(config).resolve(), overrides, out, load_config(config).run_name)
+    atomic_write_text(out, f"# Chosen on val by mvclip select ({method}: the variant of highest val transfer "
+                           f"accuracy, {chosen.val_transfer:.3f}, within the clean budget);\n# every variant's val "
+                           f"numbers: {out.with_suffix('.csv').name}\n" + out.read_text())
+    atomic_write_text(out.with_suffix(".csv"), table.to_csv(index=False))
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
+    return table, out

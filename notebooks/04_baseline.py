@@ -71,7 +71,8 @@ display(Markdown(f"**Backbone:** {backbone['name']} · **test objects:** {len(te
 row = metrics.evaluation_row(test.image, test.text, test.category_text, test.labels, views, canonical,
                              test.category_text_unseen)
 by_view = metrics.zero_shot_by_view(test.image, test.category_text, test.labels, views)
-scores = transfer.test_scores(test.image, test, views, canonical, cfg)  # per object and pose group: paired later
+scores = transfer.split_scores(test.image, test, views, canonical, cfg)  # per object and pose group: paired later
+row.update(transfer.val_columns(emb.split("val").image, emb.split("val"), views, canonical, cfg))  # for choices
 table = results.write_result(layout, "baseline", row, backbone["name"], emb.provenance, scores=scores)
 display(metrics.stats_table(metrics.similarity_stats(test.image[:, grid], test.text)).style.format(results.format_number)
         .set_caption(f"The {int(grid.sum())} grid views · {backbone['name']}"))

@@ -15,7 +15,7 @@ def test_every_command_has_help_with_examples(command, capsys):
 
 
 def test_the_commands_are_the_documented_ones():
-    assert COMMANDS == ("run", "sweep", "collect", "render", "embed", "tune", "lab")
+    assert COMMANDS == ("run", "sweep", "select", "collect", "render", "embed", "tune", "lab")
     assert set(HANDLERS) == set(COMMANDS)
     assert build_parser().parse_args(["run", "--config", "c.yaml", "--only", "04"]).only == "04"
 

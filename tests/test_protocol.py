@@ -238,3 +238,24 @@ def test_pose_is_decodable_from_pose_dependent_embeddings_and_not_from_invariant
     assert blind["pose_azimuth_accuracy"] < 0.4 and blind["pose_elevation_accuracy"] < 0.75
     assert seen["pose_azimuth_chance"] == pytest.approx(1 / 6) and seen["pose_elevation_chance"] == 0.5
     assert grid.sum() == 12
+
+
+def test_the_choice_on_val_takes_the_best_transfer_within_the_clean_budget_and_never_reads_test():
+    from mvclip_utils.studies.transfer import choose_on_val
+
+    rows = pd.DataFrame({
+        "variant": ["a", "b", "c"],
+        "val_zero_shot_multi_view_unseen_poses": [0.50, 0.70, 0.60],
+        "val_zero_shot_single_view_other_grid": [0.40, 0.60, 0.50],
+        "val_zero_shot_unseen_other_grid": [0.30, 0.50, 0.40],
+        "val_zero_shot_all_clean": [0.80, 0.70, 0.795],  # b loses 10 points of clean accuracy
+        "zero_shot_all_clean": [0.0, 1.0, 0.0],  # a test column: ignored
+    })
+    table = choose_on_val(rows, frozen_clean=0.80)
+    assert table.eligible.tolist() == [True, False, True]
+    assert table.val_transfer.tolist() == pytest.approx([0.40, 0.60, 0.50])
+    assert table.chosen.tolist() == [False, False, True]
+    none_kept = choose_on_val(rows.assign(val_zero_shot_all_clean=[0.5, 0.7, 0.6]), frozen_clean=0.9)
+    assert none_kept.chosen.tolist() == [False, True, False]  # the least clean loss when none is within budget
+    with pytest.raises(ValueError, match="the variants have no val columns"):
+        choose_on_val(rows[["variant", "zero_shot_all_clean"]], 0.8)

@@ -149,6 +149,22 @@ def test_a_sweep_runs_each_variant_into_its_own_directory_sharing_one_rendered_d
     assert seeds.loc["object_head", "same_object_mean_seed_stderr"] == pytest.approx(np.std(heads, ddof=1) / np.sqrt(2))
     assert seeds.loc["baseline", "same_object_mean_seed_stderr"] == 0.0  # the frozen backbone: the same in every run
 
+    # Choosing the head's lr on val: two variants of 05 on the first run's dataset and backbone, the choice
+    # and every variant's val numbers written into that run, the variants (and their test numbers) removed.
+    result = run_module("mvclip_utils", "select", "--config", str(root / "heads.lr-0.001.yaml"), "--from-run",
+                        str(first), "--method", "object_head", "--only", "05", "--set", "heads.lr=0.001,0.01",
+                        timeout=1800)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    table = pd.read_csv(first / "selection" / "object_head.csv")
+    assert table.variant.tolist() == ["heads.lr-0.001", "heads.lr-0.01"] and table.chosen.sum() == 1
+    assert not any(c.startswith("zero_shot") for c in table.columns)  # val columns only, never test
+    chosen = table[table.chosen].iloc[0]
+    picked = load_config(first / "selection" / "object_head.yaml")
+    assert picked.heads.lr == float(chosen["heads.lr"])
+    assert picked.run_name == load_config(root / "heads.lr-0.001.yaml").run_name
+    assert not (first / "selection" / "object_head-variants").exists()
+    assert f"evaluate it on test once: mvclip run --config {first / 'selection' / 'object_head.yaml'}" in result.stdout
+
 
 def test_sharing_a_backbone_links_its_files_and_relinks_when_the_source_changed(tmp_path):
     from mvclip_utils.sweep import share_backbone

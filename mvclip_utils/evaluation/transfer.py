@@ -69,16 +69,26 @@ def per_object_scores(image, category_text, labels, category_names, groups: dict
     return pd.concat(rows, ignore_index=True)
 
 
-def test_scores(image, test: Embeddings, views: pd.DataFrame, canonical: str, cfg: RunConfig,
-                category_text: np.ndarray | None = None) -> pd.DataFrame:
-    """`per_object_scores` of a method's test embeddings `image` [N test, V, D] (the frozen text side
-    and labels from `test`, notebook 03's test split, unless `category_text` [C, D] replaces the class
-    side, as a trained classifier's weights do), under the run's protocol."""
-    groups = category_groups(cfg.protocol, list(test.category_names), cfg.seed)
-    class_side = test.category_text if category_text is None else category_text
-    return per_object_scores(image, class_side, test.labels, test.category_names, groups,
-                             pose_groups(cfg.protocol, views, canonical), test.object_ids,
+def split_scores(image, part: Embeddings, views: pd.DataFrame, canonical: str, cfg: RunConfig,
+                 category_text: np.ndarray | None = None) -> pd.DataFrame:
+    """`per_object_scores` of a method's embeddings `image` [N, V, D] of one split's objects (the frozen
+    text side and labels from `part`, that split of notebook 03's embeddings, unless `category_text`
+    [C, D] replaces the class side, as a trained classifier's weights do), under the run's protocol."""
+    groups = category_groups(cfg.protocol, list(part.category_names), cfg.seed)
+    class_side = part.category_text if category_text is None else category_text
+    return per_object_scores(image, class_side, part.labels, part.category_names, groups,
+                             pose_groups(cfg.protocol, views, canonical), part.object_ids,
                              angle_bins(views, canonical))
+
+
+def val_columns(image, val: Embeddings, views: pd.DataFrame, canonical: str, cfg: RunConfig,
+                category_text: np.ndarray | None = None) -> dict[str, float]:
+    """The cell means on the `val` objects as `val_*` results columns: what settings are chosen on
+    (`mvclip select`), never test."""
+    if not len(val.object_ids):
+        return {}
+    scores = split_scores(image, val, views, canonical, cfg, category_text)
+    return {f"val_{k}": v for k, v in transfer_columns(scores).items()}
 
 
 def chance_levels(groups: dict[str, str]) -> dict[tuple[str, str], float]:
@@ -107,7 +117,11 @@ def transfer_table(scores: pd.DataFrame) -> pd.DataFrame:
 
 def transfer_columns(scores: pd.DataFrame) -> dict[str, float]:
     """The cell means as flat results columns, e.g. `zero_shot_unseen_unseen_poses` (category group,
-    then pose group), for results.csv and the seed sweeps."""
+    then pose group; `all` for every object), for results.csv and the seed sweeps."""
     means = scores.groupby(CELLS, sort=False)[list(SCORES)].mean()
-    return {f"{score}_{group}_{poses}": float(means.loc[(group, poses), score])
-            for group, poses in means.index for score in SCORES}
+    columns = {f"{score}_{group}_{poses}": float(means.loc[(group, poses), score])
+               for group, poses in means.index for score in SCORES}
+    every = scores.groupby("poses", sort=False)[list(SCORES)].mean()  # every object, whatever its group
+    columns.update({f"{score}_all_{poses}": float(every.loc[poses, score])
+                    for poses in every.index for score in SCORES})
+    return columns

@@ -22,7 +22,7 @@ from ..core.cameras import canonical_view_id
 from ..core.protocol import MULTI_VIEW, seen_pose_mask
 from ..evaluation.metrics import evaluation_row
 from ..evaluation.results import write_result
-from ..evaluation.transfer import test_scores
+from ..evaluation.transfer import split_scores, val_columns
 from ..models.opened_run import OpenedRun
 
 METHOD = "supervised_control"
@@ -68,7 +68,9 @@ def run_supervised_control(opened: OpenedRun) -> ControlRun:
     test = emb.split("test")
     classifier = weight.numpy()
     row = evaluation_row(test.image, test.text, classifier, test.labels, views, canonical)
-    scores = test_scores(test.image, test, views, canonical, cfg, classifier)
+    val = emb.split("val")
+    row.update(val_columns(val.image, val, views, canonical, cfg, classifier))
+    scores = split_scores(test.image, test, views, canonical, cfg, classifier)
     write_result(layout, METHOD, row, opened.backbone_name, emb.provenance,
                  {"epochs": cfg.probes.epochs, "lr": cfg.probes.lr}, scores=scores)
     return ControlRun(weight, row, scores, len(features))

@@ -28,7 +28,7 @@ from ..evaluation.metrics import (
     same_object_similarity,
 )
 from ..evaluation.results import write_result
-from ..evaluation.transfer import test_scores
+from ..evaluation.transfer import split_scores, val_columns
 from ..models import losses
 from ..models.embed import Embeddings
 from ..models.heads import MLPHead, ViewAutoencoder
@@ -215,8 +215,10 @@ def run_method(name: str, opened: OpenedRun, progress: bool = True) -> MethodRun
     trained = train_method(name, cfg, emb, views, layout, progress)
     canonical = canonical_view_id(views, cfg.backbone.pretrain.canonical_view)
     row, test = evaluate_method(trained, emb, views, canonical)
+    val = emb.split("val")
+    row.update(val_columns(apply_method(trained, val).image, val, views, canonical, cfg))
     results = write_result(layout, name, row, backbone["name"], emb.provenance, asdict(cfg.heads),
                            {"differences_from_seed": "; ".join(trained.method.differences_from_seed)},
-                           test_scores(test.image, emb.split("test"), views, canonical, cfg))
+                           split_scores(test.image, emb.split("test"), views, canonical, cfg))
     return MethodRun(trained, row, results, test, emb.split("test"), views, backbone["name"], trained.heads,
                      opened.scope.describe())

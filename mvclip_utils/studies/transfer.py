@@ -168,3 +168,26 @@ def pose_table(results: pd.DataFrame) -> pd.DataFrame:
     chance = rows[["pose_azimuth_chance", "pose_elevation_chance"]].iloc[0]
     table.loc["chance"] = [chance.pose_azimuth_chance, chance.pose_elevation_chance]
     return table
+
+
+# What settings are chosen for: zero-shot that transfers (the held-out poses of the multi-view
+# categories, and the single-view and unseen categories at every non-canonical pose), on val.
+SELECTION_TARGETS = ("val_zero_shot_multi_view_unseen_poses", "val_zero_shot_single_view_other_grid",
+                     "val_zero_shot_unseen_other_grid")
+SELECTION_CLEAN = "val_zero_shot_all_clean"
+
+
+def choose_on_val(rows: pd.DataFrame, frozen_clean: float, budget: float = CLEAN_BUDGET) -> pd.DataFrame:
+    """`rows` (one per variant: its `val_*` results columns) with `val_transfer` (the mean of the selection
+    targets it has), `eligible` (its val clean accuracy at most `budget` below the frozen backbone's) and
+    `chosen` (the eligible variant of highest `val_transfer`; the first on a tie; when none is eligible, the
+    one that loses least clean accuracy). Test columns are never read."""
+    targets = [c for c in SELECTION_TARGETS if c in rows]
+    if not targets or SELECTION_CLEAN not in rows:
+        raise ValueError(f"the variants have no val columns ({', '.join(SELECTION_TARGETS)}): rerun them with a "
+                         "dataset.splits.val above 0 (val holds objects of every category group)")
+    table = rows.assign(val_transfer=rows[targets].mean(axis=1),
+                        eligible=rows[SELECTION_CLEAN] >= frozen_clean - budget).reset_index(drop=True)
+    pick = (table.val_transfer.where(table.eligible).idxmax() if table.eligible.any()
+            else table[SELECTION_CLEAN].idxmax())
+    return table.assign(chosen=table.index == pick)

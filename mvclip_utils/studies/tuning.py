@@ -30,7 +30,7 @@ from ..data.dataset import ObjectViewBatches, ViewImages, collate_views, load_ob
 from ..evaluation.corruptions import CORRUPTIONS, SEVERITIES, Corruption
 from ..evaluation.metrics import evaluation_row, zero_shot_predictions
 from ..evaluation.results import made_from, read_if_made_from
-from ..evaluation.transfer import test_scores
+from ..evaluation.transfer import split_scores, val_columns
 from ..models import losses
 from ..models.adapters import OmniviewCLIP, adapter_config, load_adapters, save_adapters
 from ..models.backbone import Backbone, InputTransform
@@ -267,10 +267,11 @@ def evaluate_zero_shot_splits(model: nn.Module, layout, cfg: RunConfig, emb,
     apart), with the consistency metrics of notebook 04. `emb` gives the frozen text side
     (captions, category prompts) of the run's embeddings; `image`, the model's test embeddings
     when they exist already (the frozen backbone's are in `emb`): only the corrupted views are
-    embedded then."""
+    embedded then. The row also holds the protocol's cells on the `val` objects (`val_*` columns)."""
     views = load_views(layout)
     canonical = canonical_view_id(views, cfg.backbone.pretrain.canonical_view)
     test_emb = emb.split("test")
+    frozen = image is not None
     if image is None:
         data = ViewImages(layout, ["test"], views.view_id.tolist())
         if list(data.objects.object_id) != list(test_emb.object_ids):
@@ -278,6 +279,11 @@ def evaluate_zero_shot_splits(model: nn.Module, layout, cfg: RunConfig, emb,
         image = embed_views(model, data)
     row = evaluation_row(image.numpy(), test_emb.text, test_emb.category_text, test_emb.labels, views, canonical,
                          test_emb.category_text_unseen)
+    val_emb = emb.split("val")
+    if len(val_emb.object_ids):  # what `mvclip select` chooses settings on: the val objects, never test
+        val_image = (val_emb.image if frozen else
+                     embed_views(model, ViewImages(layout, ["val"], views.view_id.tolist())).numpy())
+        row.update(val_columns(val_image, val_emb, views, canonical, cfg))
     rows = []
     for kind in CORRUPTIONS:
         for severity in SEVERITIES:
@@ -289,7 +295,7 @@ def evaluate_zero_shot_splits(model: nn.Module, layout, cfg: RunConfig, emb,
     row["zero_shot_accuracy_2d_ood"] = float(corruptions.accuracy.mean())
     row["zero_shot_accuracy_2d_ood_stderr"] = float(np.sqrt(row["zero_shot_accuracy_2d_ood"]
                                                             * (1 - row["zero_shot_accuracy_2d_ood"]) / len(image)))
-    return TunedEvaluation(row, image, corruptions, test_scores(image.numpy(), test_emb, views, canonical, cfg))
+    return TunedEvaluation(row, image, corruptions, split_scores(image.numpy(), test_emb, views, canonical, cfg))
 
 
 def save_trained(layout, method: str, model: OmniviewCLIP, history: TuningHistory, provenance: dict[str, str],
