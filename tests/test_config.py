@@ -5,8 +5,9 @@ import yaml
 from helpers import TINY, deep_update, make_config
 
 from mvclip_utils.core.config import config_from_dict, dump_config, load_config
+from mvclip_utils.core.protocol import category_groups
 from mvclip_utils.core.runs import PARAMS_DIR
-from mvclip_utils.core.schema import ConfigError
+from mvclip_utils.core.schema import PROCEDURAL_CATEGORIES, ConfigError
 
 
 def error_of(overrides: dict) -> str:
@@ -32,8 +33,12 @@ def test_objaverse_params_match_the_seed_code():
 
 def test_default_meets_the_dataset_targets():
     cfg = load_config(PARAMS_DIR / "default.yaml")
-    n_categories = len(cfg.dataset.procedural.categories) or 12
-    assert n_categories * cfg.dataset.procedural.objects_per_category >= 600
+    n_categories = len(cfg.dataset.procedural.categories or PROCEDURAL_CATEGORIES)
+    assert n_categories >= 30 and n_categories * cfg.dataset.procedural.objects_per_category >= 600
+    groups = category_groups(cfg.protocol, list(PROCEDURAL_CATEGORIES), cfg.seed)
+    test_per_category = cfg.dataset.splits.sizes(cfg.dataset.procedural.objects_per_category)["test"]
+    for group in set(groups.values()):  # every protocol group has enough test objects to compare methods on
+        assert list(groups.values()).count(group) * test_per_category >= 96
     assert cfg.render.azimuths * len(cfg.render.elevations_deg) + len(cfg.render.ood_views) >= 40
     assert cfg.render.resolution == 64
 

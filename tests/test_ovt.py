@@ -146,7 +146,7 @@ def test_train_ovt_runs_the_minimax_loop_on_renders(tmp_path):
     assert any(v > 0 for v in history.vc)
     changed = [not torch.equal(p, torch.zeros_like(p)) for n, p in tuned.named_parameters() if "lora_B" in n]
     assert changed and all(changed)  # LoRA's B starts at zero: every adapter was trained
-    assert history.batch == {"objects_per_batch": 2, "views_per_object": 2, "clean_per_batch": 2}
+    assert history.batch == {"objects_per_batch": 2, "views_per_object": 2, "clean_per_batch": 2, "text": "category"}
 
     # A batch larger than the data is reduced with a warning per setting, and the history says what was used.
     objects = pd.read_parquet(layout.objects_table)
@@ -158,8 +158,17 @@ def test_train_ovt_runs_the_minimax_loop_on_renders(tmp_path):
     assert f"ovt.objects_per_batch: 100 asked, but the data has {n_train} train objects" in messages
     assert "ovt.views_per_object: 20 asked, but the data has 8 seen grid views per object" in messages
     assert f"ovt.clean_per_batch: 1000 asked, but the data has {n_pretrain} clean objects" in messages
-    assert history.batch == {"objects_per_batch": n_train, "views_per_object": 8, "clean_per_batch": n_pretrain}
-    assert describe_batch(history.batch) == f"{n_train} objects x 8 views + {n_pretrain} clean views"
+    assert history.batch == {"objects_per_batch": n_train, "views_per_object": 8, "clean_per_batch": n_pretrain,
+                             "text": "category"}
+    assert describe_batch(history.batch) == (f"{n_train} objects x 8 views + {n_pretrain} clean views, "
+                                             "ITC texts: category")
+
+    # The caption regimes: per-view captions train through ITC; no text leaves the image-only loss.
+    for regime in ("per_view", "none"):
+        _, history = train_ovt(replace(cfg, ovt=replace(cfg.ovt, steps=2, text=regime)), layout, backbone,
+                               progress=False)
+        assert history.batch["text"] == regime and len(history.itc) == 2
+        assert (max(history.itc) > 0) == (regime == "per_view")
 
 
 def test_caption_bank_draws_captions_or_category_prompts_and_ids_mark_identical_texts():
@@ -182,6 +191,40 @@ def test_caption_bank_draws_captions_or_category_prompts_and_ids_mark_identical_
     text, ids = bank.sample(objects, torch.Generator().manual_seed(1))
     assert (text >= 0).all() and torch.equal((text[:, None] == text[None]).all(-1), ids[:, None] == ids[None])
     assert all(any(torch.equal(text[i], caption[objects[i], j]) for j in range(2)) for i in range(len(objects)))
+
+
+def test_per_view_captions_pair_each_view_with_its_own_caption():
+    from mvclip_utils.studies.tuning import CaptionBank
+
+    per_view = torch.arange(3 * 4 * 2, dtype=torch.float).reshape(3, 4, 2)  # 3 objects x 4 views
+    category = -torch.arange(2 * 2 * 2, dtype=torch.float).reshape(2, 2, 2) - 1  # 2 categories x 2 templates
+    bank = CaptionBank(per_view, category, torch.tensor([0, 1, 1]), category_prob=0.0, per_view=True)
+    objects, views = torch.tensor([0, 0, 1, 2, 2]), torch.tensor([0, 3, 3, 1, 1])
+    text, ids = bank.sample(objects, torch.Generator().manual_seed(0), views)
+    assert torch.equal(text, per_view[objects, views])  # the caption of that very view
+    assert torch.equal(ids, objects * 4 + views)
+    same_text = (text[:, None] == text[None]).all(-1)
+    assert torch.equal(same_text, ids[:, None] == ids[None])  # the last two are one view drawn twice
+    bank.category_prob = 1.0
+    text, ids = bank.sample(objects, torch.Generator().manual_seed(0), views)
+    assert (text < 0).all() and (ids >= 3 * 4).all()  # bare prompts: ids apart from every view caption's
+
+
+def test_view_captions_of_a_run_follow_each_object_and_view():
+    import pandas as pd
+
+    from mvclip_utils.core.cameras import views_table
+    from mvclip_utils.core.schema import RenderConfig
+    from mvclip_utils.data.dataset import view_captions
+    from mvclip_utils.data.objects import make_object, view_caption
+
+    views = views_table(RenderConfig(azimuths=4, elevations_deg=[40]))
+    objects = pd.DataFrame({"object_id": ["mug_0002", "uid123"], "category": ["mug", "donut"],
+                            "caption": ["a mug", "Glazed donut"], "source": ["procedural", "objaverse"]})
+    captions = view_captions(objects, views, seed=5)
+    spec = make_object("mug", 2, 5)
+    assert captions[0] == [view_caption(spec, v.azimuth_deg, v.elevation_deg) for v in views.itertuples()]
+    assert captions[1][0] == "Glazed donut, seen from the front" and len(set(captions[1])) > 1
 
 
 def test_the_outcome_and_ablation_findings_follow_the_numbers():

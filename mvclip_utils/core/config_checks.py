@@ -309,6 +309,10 @@ def _check_tuning(section: str, o: AdapterTuningConfig) -> None:
     _check_range(f"{section}.lr", o.lr, 1e-8, 1.0, "a learning rate")
     _check_range(f"{section}.residual_ratio", o.residual_ratio, 0.0, 1.0, "a ratio")
     _check_range(f"{section}.category_caption_prob", o.category_caption_prob, 0.0, 1.0, "a probability")
+    if o.category_caption_prob and o.text in ("category", "none"):
+        fail(f"{section}.category_caption_prob", f"is {o.category_caption_prob} but {section}.text is {o.text!r}, "
+                                                 "which has no captions to mix bare prompts into; set "
+                                                 f"{section}.text: caption or per_view, or the probability to 0")
     if not o.lora_rank and not o.viformer_layers:
         fail(f"{section}.lora_rank", f"and {section}.viformer_layers are both 0: nothing to train; set one of them")
 

@@ -215,10 +215,14 @@ class AdapterTuningConfig:
     objects_per_batch: int = 16  # P train objects ...
     views_per_object: int = 4  # ... x K grid views each
     clean_per_batch: int = 128  # canonical views of pretrain objects with their captions; 0 = no clean mix
-    # ITC's texts, in pretraining's caption templates: with this probability a view is paired
-    # with its bare category ("a photo of a mug", as ImageNet's class prompts in the paper)
-    # rather than its caption.
-    category_caption_prob: float = 1.0
+    # ITC's texts (the caption regime, named in the reports): `category` pairs every view with its bare
+    # category prompt ("a photo of a mug", as ImageNet's class prompts in the paper: supervised
+    # classification against the zero-shot classifier); `caption` with its object's descriptive caption;
+    # `per_view` with a caption of that view (`data.objects.view_caption`: "a red mug ..., seen from
+    # above, its handle on the left", as the OVT write-up's MVCap); `none` drops ITC (image-only losses).
+    text: Literal["category", "caption", "per_view", "none"] = "category"
+    # With `caption` or `per_view`: the probability that a view gets its bare category prompt instead.
+    category_caption_prob: float = 0.0
     lr: float = 2e-3
     weight_decay: float = 0.0
     lora_rank: int = 8  # 0 = VIFormer only
@@ -245,9 +249,8 @@ class DistillConfig(AdapterTuningConfig):
     clean views kept at their frozen embeddings, captions kept aligned by ITC."""
 
     # clean_per_batch: as ovt.clean_per_batch when only that one is set
-    # Each train object's fixed target: the normalised mean of its frozen grid views; its frozen canonical
+    # Each train object's fixed target: the normalised mean of its frozen views at the seen poses; its frozen canonical
     # view; or the mean weighted by each view's frozen zero-shot probability of the object's category.
-    # All three gave the same viewpoint-OOD accuracy within 0.3 points on the default run (README, 12).
     target: Literal["centroid", "canonical_view", "confident_centroid"] = "centroid"
     distill_weight: float = 1.0  # mean cosine distance of each train view to its object's frozen target
     keep_weight: float = 1.0  # ... of each clean canonical view to its own frozen embedding

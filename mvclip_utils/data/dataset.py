@@ -24,7 +24,7 @@ from ..core.runs import RunLayout, atomic_write_json, atomic_write_parquet
 from ..core.schema import SPLITS, ConfigError, RunConfig, SplitConfig, needed_splits
 from ..core.shards import shard_items
 from .objaverse_source import select_objects
-from .objects import make_objects
+from .objects import make_object, make_objects, view_caption, viewpoint_words
 from .render_jobs import RETRIED, RenderSummary, render_jobs
 from .render_scene import MAX_LABELS, RenderJob
 
@@ -82,6 +82,21 @@ def source_manifest(cfg: RunConfig, shard: tuple[int, int] | None = None) -> tup
         raise ValueError(f"objects {too_many[:5]} have more than {MAX_LABELS} part labels")
     objects["split"] = ""  # assigned after rendering, among the objects that rendered
     return objects, jobs
+
+
+def view_captions(objects: pd.DataFrame, views: pd.DataFrame, seed: int) -> list[list[str]]:
+    """[N objects][V views] what each view shows, in words: a procedural object's `objects.view_caption`
+    (rebuilt from its id and the run's seed: the viewpoint and where its view-dependent part appears),
+    another object's caption with the viewpoint only."""
+    poses = list(zip(views.azimuth_deg, views.elevation_deg))
+    out = []
+    for row in objects.itertuples():
+        if row.source == "procedural":
+            spec = make_object(row.category, int(row.object_id.rsplit("_", 1)[1]), seed)
+            out.append([view_caption(spec, az, el) for az, el in poses])
+        else:
+            out.append([f"{row.caption}, seen {viewpoint_words(az, el)}" for az, el in poses])
+    return out
 
 
 def read_statuses(layout: RunLayout, object_ids: list[str]) -> pd.DataFrame:

@@ -6,6 +6,8 @@ house's door, a bottle's front label ...) so that views really differ. Colours c
 from one palette shared by every category, so no category is recognisable by colour
 alone; proportions and optional parts vary within a category. Captions are built from
 the sampled parameters. Everything is deterministic for (seed, category, index).
+`view_caption` says what one view of an object shows: its caption, the viewpoint and
+where its view-dependent part appears ("..., seen from the back, its handle on the left").
 
 Conventions: +Z is up, the object's front faces -Y (azimuth 0 looks at the front).
 Primitives are unit shapes scaled by `scale`: box = cube of half-size 1; cylinder =
@@ -24,7 +26,6 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.cameras import camera_to_world
 from ..core.schema import PROCEDURAL_CATEGORIES
 
 Vec3 = tuple[float, float, float]
@@ -404,7 +405,7 @@ def _bed(b: _Builder) -> tuple[str, dict]:
 
 
 def _bicycle(b: _Builder) -> tuple[str, dict]:
-    wheel_r, wheelbase = b.rng.uniform(0.22, 0.4), b.rng.uniform(0.9, 1.25)
+    wheel_r, wheelbase = b.rng.uniform(0.2, 0.42), b.rng.uniform(0.9, 1.25)
     frame_h = wheel_r * b.rng.uniform(1.1, 1.8)
     frame, tyre = b.colour(), b.colour()
     basket = b.rng.random() < 0.5
@@ -421,13 +422,17 @@ def _bicycle(b: _Builder) -> tuple[str, dict]:
     for start, end in ((rear, pedals), (rear, seat), (pedals, seat), (pedals, head), (seat, head), (head, front)):
         b.tube("frame", start, end, 0.022, frame)
     # The handlebar at the front tells front from back.
-    bar = (0, -wheelbase * 0.36, wheel_r + frame_h + 0.12)
+    bar = (0, -wheelbase * 0.36, wheel_r + frame_h + b.rng.uniform(0.06, 0.2))
     b.tube("handlebar", head, bar, 0.02, frame)
-    b.add("handlebar", "cylinder", bar, (0.025, 0.025, 0.2), "black", rotation=across_x, segments=10)
+    b.add("handlebar", "cylinder", bar, (0.03, 0.03, 0.25), frame, rotation=across_x, segments=10)
+    for sx in (-1, 1):  # the grips
+        b.add("handlebar", "cylinder", (sx * 0.21, bar[1], bar[2]), (0.045, 0.045, 0.06), "black", rotation=across_x,
+              segments=10)
     b.add("saddle", "box", (0, seat[1] + 0.03, seat[2] + 0.05), (0.06, 0.13, 0.03), "black")
     if basket:
-        b.add("basket", "box", (0, bar[1] - 0.14, bar[2] - 0.02), (0.15, 0.12, 0.09), b.colour())
-    big = _size_word(wheel_r, 0.22, 0.4, "small", "big")
+        basket_z = max(bar[2] - 0.02, 2 * wheel_r + 0.1)  # clear of the front tyre
+        b.add("basket", "box", (0, bar[1] - 0.14, basket_z), (0.12, 0.11, 0.09), b.colour())
+    big = _size_word(wheel_r, 0.2, 0.42, "small", "big")
     return _caption(big, frame, "bicycle with", tyre, "wheels", "and a basket" if basket else ""), \
         {"wheel_radius": wheel_r, "wheelbase": wheelbase, "basket": basket}
 
@@ -471,9 +476,9 @@ def _airplane(b: _Builder) -> tuple[str, dict]:
 
 
 def _guitar(b: _Builder) -> tuple[str, dict]:
-    lower, neck_len = b.rng.uniform(0.22, 0.32), b.rng.uniform(0.5, 0.8)
+    lower, neck_len = b.rng.uniform(0.17, 0.4), b.rng.uniform(0.3, 1.0)
     upper = lower * b.rng.uniform(0.7, 0.85)
-    depth = b.rng.uniform(0.06, 0.11)  # half the body's thickness
+    depth = b.rng.uniform(0.04, 0.14)  # half the body's thickness
     body, guard = b.colour(), b.colour()
     fin = b.finish()
     pickguard = b.rng.random() < 0.5
@@ -492,7 +497,7 @@ def _guitar(b: _Builder) -> tuple[str, dict]:
     if pickguard:
         b.add("pickguard", "box", (lower * 0.42, -depth * 0.9, lower * 0.85), (lower * 0.28, 0.008, lower * 0.3),
               guard)
-    necked = _size_word(neck_len, 0.5, 0.8, "short-necked", "long-necked")
+    necked = _size_word(neck_len, 0.3, 1.0, "short-necked", "long-necked")
     return _caption(necked, body, FINISH_WORDS[fin], "guitar", f"with {_a(guard)} pickguard" if pickguard else ""), \
         {"body_size": lower, "neck_length": neck_len, "pickguard": pickguard}
 
@@ -510,8 +515,10 @@ def _clock(b: _Builder) -> tuple[str, dict]:
     if alarm:  # a round case on two feet with two bells on top
         face_z = radius + 0.07
         b.add("case", "cylinder", (0, 0, face_z), (radius, radius, depth / 2), case, finish=fin, rotation=facing_front)
-        for sx in (-1, 1):
-            b.add("case", "sphere", (sx * radius * 0.6, 0, 0.05), (0.06, 0.06, 0.05), case, finish=fin, segments=10)
+        for sx in (-1, 1):  # legs up into the round bottom
+            leg_top = face_z - radius * 0.8
+            b.add("case", "cylinder", (sx * radius * 0.5, 0, leg_top / 2), (0.035, 0.035, leg_top / 2), case,
+                  finish=fin, top_ratio=0.7, segments=10)
             b.add("bell", "sphere", (sx * radius * 0.62, 0, face_z + radius * 0.85), (radius * 0.35,) * 3, "grey",
                   finish="metallic", segments=16)
     else:  # a mantel clock: an upright box on a plinth, the face in its upper part
@@ -635,13 +642,13 @@ def _umbrella(b: _Builder) -> tuple[str, dict]:
     rise = canopy_r * b.rng.uniform(0.25, 0.45)
     canopy, handle = b.colour(), b.colour()
     is_open = b.rng.random() < 0.7
-    hook = 0.1  # the handle's loop radius: the shaft starts on top of it
+    hook = 0.12  # the handle's loop radius: the shaft starts on top of it
     top = hook + shaft_h
-    b.add("shaft", "cylinder", (0, 0, hook + shaft_h / 2), (0.02, 0.02, shaft_h / 2), "grey", finish="metallic",
+    b.add("shaft", "cylinder", (0, 0, hook + shaft_h / 2), (0.04, 0.04, shaft_h / 2), "grey", finish="metallic",
           segments=8)
     # The crook handle curls out to the +X side.
     b.add("handle", "torus", (hook, 0, hook), (hook, hook, hook), handle, rotation=(math.pi / 2, 0, 0),
-          minor_ratio=0.3, segments=20)
+          minor_ratio=0.35, segments=20)
     if is_open:  # an eight-ribbed cone
         b.add("canopy", "cylinder", (0, 0, top - rise / 2), (canopy_r, canopy_r, rise / 2), canopy, top_ratio=0.04,
               segments=8)
@@ -679,7 +686,7 @@ def _toaster(b: _Builder) -> tuple[str, dict]:
 
 
 def _robot(b: _Builder) -> tuple[str, dict]:
-    body_w, body_h, leg_h = b.rng.uniform(0.3, 0.5), b.rng.uniform(0.35, 0.55), b.rng.uniform(0.25, 0.45)
+    body_w, body_h, leg_h = b.rng.uniform(0.28, 0.55), b.rng.uniform(0.35, 0.55), b.rng.uniform(0.2, 0.5)
     head_size = b.rng.uniform(0.1, 0.16)
     metal, head_colour = b.colour(), b.colour()
     eye_colour = b.colour(head_colour)
@@ -706,13 +713,13 @@ def _robot(b: _Builder) -> tuple[str, dict]:
     # The eyes look to the front only.
     eye_y = -head_size * (1.0 if round_head else 0.9)
     for sx in (-1, 1):
-        b.add("eye", "sphere", (sx * head_size * 0.4, eye_y, head_z + head_size * 0.15), (head_size * 0.22,) * 3,
+        b.add("eye", "sphere", (sx * head_size * 0.4, eye_y, head_z + head_size * 0.15), (head_size * 0.3,) * 3,
               eye_colour, finish="glossy", segments=10)
     if antenna:
         head_top = head_z + head_size * (1.1 if round_head else 1.0)
         b.add("antenna", "cylinder", (0, 0, head_top + 0.06), (0.012, 0.012, 0.07), "grey", segments=6)
         b.add("antenna", "sphere", (0, 0, head_top + 0.13), (0.035, 0.035, 0.035), eye_colour, segments=10)
-    tall = _size_word(leg_h + body_h, 0.6, 1.0, "short", "tall")
+    tall = _size_word(leg_h + body_h, 0.55, 1.05, "short", "tall")
     return _caption(tall, metal, FINISH_WORDS[fin], "robot with a", "round" if round_head else "square", head_colour,
                     "head", "and an antenna" if antenna else ""), \
         {"height": leg_h + body_h, "width": body_w, "round_head": round_head, "antenna": antenna}
@@ -741,7 +748,7 @@ def _backpack(b: _Builder) -> tuple[str, dict]:
 
 
 def _truck(b: _Builder) -> tuple[str, dict]:
-    length, width, cargo_h = b.rng.uniform(1.2, 1.8), b.rng.uniform(0.45, 0.6), b.rng.uniform(0.3, 0.55)
+    length, width, cargo_h = b.rng.uniform(1.2, 1.8), b.rng.uniform(0.4, 0.65), b.rng.uniform(0.25, 0.6)
     cab_len = length * b.rng.uniform(0.22, 0.3)
     cab, cargo = b.colour(), b.colour()
     fin = b.finish()
@@ -809,9 +816,10 @@ def _tent(b: _Builder) -> tuple[str, dict]:
 
 def _snowman(b: _Builder) -> tuple[str, dict]:
     base_r = b.rng.uniform(0.3, 0.42)
-    mid_r = base_r * b.rng.uniform(0.6, 0.8)
-    head_r = mid_r * b.rng.uniform(0.6, 0.8)
-    nose_len = head_r * b.rng.uniform(0.5, 1.0)
+    mid_r = base_r * b.rng.uniform(0.5, 0.9)
+    head_r = mid_r * b.rng.uniform(0.6, 0.9)
+    arm_len, raise_angle = b.rng.uniform(0.25, 0.6), b.rng.uniform(0.0, 0.8)
+    nose_len = head_r * b.rng.uniform(0.6, 1.2)
     snow, hat_colour = b.colour(), b.colour()
     hat = b.rng.random() < 0.6
     mid_z = 2 * base_r + mid_r * 0.75
@@ -819,13 +827,15 @@ def _snowman(b: _Builder) -> tuple[str, dict]:
     for r, z in ((base_r, base_r), (mid_r, mid_z), (head_r, head_z)):
         b.add("body", "sphere", (0, 0, z), (r, r, r), snow, segments=20)
     # The carrot nose and the eyes look to the front only.
-    b.add("nose", "cylinder", (0, -head_r - nose_len / 2 + 0.03, head_z), (head_r * 0.18, head_r * 0.18, nose_len / 2),
+    b.add("nose", "cylinder", (0, -head_r - nose_len / 2 + 0.03, head_z), (head_r * 0.3, head_r * 0.3, nose_len / 2),
           "orange", rotation=(math.pi / 2, 0, 0), top_ratio=0.05, segments=10)
     for sx in (-1, 1):
-        b.add("eye", "sphere", (sx * head_r * 0.35, -head_r * 0.88, head_z + head_r * 0.3), (head_r * 0.13,) * 3,
+        b.add("eye", "sphere", (sx * head_r * 0.35, -head_r * 0.88, head_z + head_r * 0.3), (head_r * 0.18,) * 3,
               "black", segments=8)
-        b.tube("arm", (sx * mid_r * 0.7, 0, mid_z + mid_r * 0.2), (sx * (mid_r + 0.3), 0, mid_z + mid_r * 0.7), 0.022,
-               "brown")
+        # A stick from inside the middle ball, out and up by `raise_angle`.
+        b.add("arm", "box", (sx * (mid_r * 0.7 + arm_len / 2 * math.cos(raise_angle)), 0,
+                             mid_z + mid_r * 0.2 + arm_len / 2 * math.sin(raise_angle)),
+              (arm_len / 2, 0.022, 0.022), "brown", rotation=(0, -sx * raise_angle, 0))
     if hat:
         brim_z = head_z + head_r * 0.8
         b.add("hat", "cylinder", (0, 0, brim_z), (head_r * 1.05, head_r * 1.05, 0.015), hat_colour)
@@ -838,7 +848,7 @@ def _snowman(b: _Builder) -> tuple[str, dict]:
 
 def _windmill(b: _Builder) -> tuple[str, dict]:
     tower_h, tower_r = b.rng.uniform(0.8, 1.2), b.rng.uniform(0.22, 0.35)
-    sail_len = b.rng.uniform(0.45, 0.7)
+    sail_len = b.rng.uniform(0.4, 0.8)
     wall, roof, sail = b.colour(), b.colour(), b.colour()
     balcony = b.rng.random() < 0.5
     turn = b.rng.uniform(0, math.pi / 2)  # where the sails stopped
@@ -992,9 +1002,11 @@ def part_position_words(spec: ObjectSpec, azimuth_deg: float, elevation_deg: flo
     The part's mean location is taken from the object's vertical axis (x = y = 0, which every builder
     stands its object on: the bounding-box centre would put a lamp's arm in its middle), relative to
     the object's footprint (so books filling a bookshelf are at its front, not its left), and split
-    into across the image (the camera's right axis) and towards the camera (horizontally). Within 30
-    degrees of the camera's side the part faces the camera, within 30 degrees of the far side it is
-    behind the object; seen from above or below those are the near and far side instead.
+    into across the image (the camera's right axis) and towards the camera (horizontally). Within 40
+    degrees of the camera's side the part faces the camera, within 40 degrees of the far side it is
+    behind the object; seen from above or below those are the near and far side instead. (40, not 45
+    or 30: a part on an axis seen from a grid azimuth, a multiple of 30 or 45 degrees, is never on
+    a boundary.)
     """
     part = CATEGORIES[spec.category].view_dependent_part
     label = spec.part_names.index(part) + 1
@@ -1004,6 +1016,8 @@ def part_position_words(spec: ObjectSpec, azimuth_deg: float, elevation_deg: flo
     bounds = [part_bounds(p) for p in spec.parts]
     half_size = (np.max([hi for _, hi in bounds], axis=0) - np.min([lo for lo, _ in bounds], axis=0)) / 2
     x, y = np.mean(points, axis=0)[:2] / np.maximum(half_size[:2], 1e-9)
+    from ..core.cameras import camera_to_world  # late: cameras loads pandas, which render workers must not
+
     right = camera_to_world(azimuth_deg, elevation_deg, 1.0)[:3, 0]  # horizontal; mirrored from straight below
     az = math.radians(azimuth_deg)
     across = x * right[0] + y * right[1]
@@ -1012,9 +1026,9 @@ def part_position_words(spec: ObjectSpec, azimuth_deg: float, elevation_deg: flo
         return "in the middle"
     angle = math.degrees(math.atan2(across, towards))
     steep = elevation_deg >= 60 or elevation_deg <= -20
-    if abs(angle) <= 30:
+    if abs(angle) < 40:
         return "on the near side" if steep else "facing the camera"
-    if abs(angle) >= 150:
+    if abs(angle) > 140:
         return "on the far side" if steep else "behind it"
     return "on the right" if angle > 0 else "on the left"
 

@@ -26,7 +26,7 @@ from ..core.protocol import TuningScope, tuning_scope
 from ..core.runs import atomic_write_json, file_digest
 from ..core.schema import AdapterTuningConfig, RunConfig
 from ..core.train import fit_to_data, optimise
-from ..data.dataset import ObjectViewBatches, ViewImages, collate_views, load_objects, load_views
+from ..data.dataset import ObjectViewBatches, ViewImages, collate_views, load_objects, load_views, view_captions
 from ..evaluation.corruptions import CORRUPTIONS, SEVERITIES, Corruption
 from ..evaluation.metrics import evaluation_row, zero_shot_predictions
 from ..evaluation.results import made_from, read_if_made_from
@@ -39,35 +39,48 @@ from ..models.embed import category_prompt, encode_views
 
 @dataclass
 class CaptionBank:
-    """The frozen text side of ITC, drawn as in the backbone's pretraining: an object's caption in a
-    random caption template or, with probability `category_prob`, its bare category in one ("a
-    photo of a mug", the pairs zero-shot classification relies on). Embedded once: the text tower
-    is frozen."""
+    """The frozen text side of ITC under the caption regime (`text` of the tuning section): an object's
+    caption in a random caption template (`caption`), a caption of the very view (`per_view`, one
+    template), or, with probability `category_prob` (always, for `category`), its bare category in a
+    random template ("a photo of a mug", the pairs zero-shot classification relies on). Embedded once:
+    the text tower is frozen."""
 
-    caption: torch.Tensor  # [N objects, T templates, D]
+    caption: torch.Tensor  # [N objects, T templates, D], or per_view: [N objects, V views, D]
     category: torch.Tensor  # [C categories, T, D]
     object_category: torch.Tensor  # [N] category index of each object
     category_prob: float
+    per_view: bool = False
 
     @classmethod
-    def build(cls, backbone: Backbone, captions: list[str], categories: list[int], category_names: list[str],
-              templates: list[str], category_prob: float) -> "CaptionBank":
-        def embed(texts: list[str]) -> torch.Tensor:
-            flat = [t.format(text) for text in texts for t in templates]
-            return backbone.encode_texts(flat).cpu().float().reshape(len(texts), len(templates), -1)
+    def build(cls, backbone: Backbone, captions: list[str] | list[list[str]], categories: list[int],
+              category_names: list[str], templates: list[str], category_prob: float,
+              per_view: bool = False) -> "CaptionBank":
+        """`captions`: one per object, or with `per_view` one list per object of one caption per view."""
+        def embed(texts: list[str], used: list[str]) -> torch.Tensor:
+            flat = [t.format(text) for text in texts for t in used]
+            return backbone.encode_texts(flat).cpu().float().reshape(len(texts), len(used), -1)
 
-        return cls(embed(captions), embed([f"a {category_prompt(c)}" for c in category_names]),
-                   torch.as_tensor(categories), category_prob)
+        if per_view:
+            views = len(captions[0])
+            side = embed([c for per_object in captions for c in per_object], templates[:1])
+            side = side.reshape(len(captions), views, -1)
+        else:
+            side = embed(captions, templates)
+        return cls(side, embed([f"a {category_prompt(c)}" for c in category_names], templates),
+                   torch.as_tensor(categories), category_prob, per_view)
 
-    def sample(self, objects: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Texts [B, D] for the objects [B] and an id per text [B]: equal ids are identical texts
-        (two objects' bare category captions in one template), which ITC must not count as negatives."""
+    def sample(self, objects: torch.Tensor, generator: torch.Generator,
+               views: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Texts [B, D] for the objects [B] (seen in `views` [B], indices into the bank's views, for
+        per-view captions) and an id per text [B]: equal ids are identical texts (two objects' bare
+        category captions in one template), which ITC must not count as negatives."""
         n, t = self.caption.shape[:2]
-        template = torch.randint(t, (len(objects),), generator=generator)
+        template = torch.randint(self.category.shape[1], (len(objects),), generator=generator)
         bare = torch.rand(len(objects), generator=generator) < self.category_prob
         category = self.object_category[objects]
-        text = torch.where(bare[:, None], self.category[category, template], self.caption[objects, template])
-        ids = torch.where(bare, n * t + category * t + template, objects * t + template)
+        which = views if self.per_view else template  # per_view: the view's caption; else: a template
+        text = torch.where(bare[:, None], self.category[category, template], self.caption[objects, which])
+        ids = torch.where(bare, n * t + category * self.category.shape[1] + template, objects * t + which)
         return text, ids
 
 
@@ -82,6 +95,21 @@ class TuningHistory:
     batch: dict = field(default_factory=dict)
 
 
+def pool_captions(cfg: RunConfig, layout, pool: list, regime: str) -> list[str] | list[list[str]]:
+    """The texts of the tuning pool's objects (train objects, then clean ones) for the caption regime:
+    one caption per object, or for `per_view` one per view of the train views (`ViewImages.view_ids`)
+    and, for a clean object, its canonical view's caption in every slot (it is only seen from there)."""
+    if regime != "per_view":
+        return [c for d in pool for c in d.objects.caption]
+    views = load_views(layout).set_index("view_id")
+    train = pool[0]
+    out = view_captions(train.objects, views.loc[train.view_ids].reset_index(), cfg.seed)
+    for clean in pool[1:]:
+        canonical = view_captions(clean.objects, views.loc[clean.view_ids].reset_index(), cfg.seed)
+        out += [per_object * train.n_views for per_object in canonical]
+    return out
+
+
 def run_scope(cfg: RunConfig, layout) -> TuningScope:
     """What every tuning of this run may see (`core.protocol.tuning_scope`), from its tables."""
     views = load_views(layout)
@@ -90,11 +118,11 @@ def run_scope(cfg: RunConfig, layout) -> TuningScope:
 
 
 def describe_batch(batch: dict) -> str:
-    """A tuning's global batch as used (`TuningHistory.batch`), for the reports."""
+    """A tuning's global batch as used (`TuningHistory.batch`) and its caption regime, for the reports."""
     if not batch:  # adapters trained before the history recorded it
         return "the configured batch"
     return (f"{batch['objects_per_batch']} objects x {batch['views_per_object']} views + "
-            f"{batch['clean_per_batch']} clean views")
+            f"{batch['clean_per_batch']} clean views" + (f", ITC texts: {batch['text']}" if "text" in batch else ""))
 
 
 def embed_views(model: nn.Module, data, batch_size: int = 256, workers: int = 0) -> torch.Tensor:
@@ -174,9 +202,11 @@ def tune_adapters(cfg: RunConfig, key: str, layout, backbone: Backbone, objectiv
              if o.clean_per_batch else None)
     pool = [train] + ([clean] if clean is not None else [])  # clean objects are indexed after the train ones
     with torch.no_grad():
-        bank = CaptionBank.build(backbone, [c for d in pool for c in d.objects.caption],
-                                 np.concatenate([d.categories for d in pool]).tolist(), train.category_names,
-                                 cfg.backbone.pretrain.caption_templates, o.category_caption_prob)
+        bank = (None if o.text == "none" else
+                CaptionBank.build(backbone, pool_captions(cfg, layout, pool, o.text),
+                                  np.concatenate([d.categories for d in pool]).tolist(), train.category_names,
+                                  cfg.backbone.pretrain.caption_templates,
+                                  1.0 if o.text == "category" else o.category_caption_prob, o.text == "per_view"))
     text_generator = torch.Generator().manual_seed(o.seed + 1)  # the same texts on every rank
     # A batch larger than its data is reduced (with a warning) and the history records what was used.
     batch = {"objects_per_batch": fit_to_data(o.objects_per_batch, train.n_objects, f"{key}.objects_per_batch",
@@ -186,7 +216,7 @@ def tune_adapters(cfg: RunConfig, key: str, layout, backbone: Backbone, objectiv
              "clean_per_batch": 0 if clean is None else fit_to_data(
                  o.clean_per_batch, clean.n_objects, f"{key}.clean_per_batch",
                  "clean objects (one canonical view each)", multiple_of=ranks.world_size)}
-    objective.history.batch = batch
+    objective.history.batch = {**batch, "text": o.text}
     sampler = ObjectViewBatches(train.n_objects, train.n_views, batch["objects_per_batch"], batch["views_per_object"],
                                 o.seed)
     ranks.check_divides(sampler.p, "objects per batch", f"{key}.objects_per_batch")
@@ -236,11 +266,16 @@ def tune_adapters(cfg: RunConfig, key: str, layout, backbone: Backbone, objectiv
             z = torch.cat([z, ranks.gather_with_local_grad(z_local[n_local:])])
             clean_index = ranks.gather(clean_batch.object_index.to(device))
             owner = torch.cat([owner, train.n_objects + clean_index])
-        text, text_id = bank.sample(owner.cpu(), text_generator)
-        text, text_id = text.to(device), text_id.to(device)
-        not_negative = (owner[:, None] == owner[None]) | (text_id[:, None] == text_id[None])
-        itc = losses.clip_loss(z, text, model.logit_scale.exp().detach(), not_negative)
-        return objective.loss(TuningStep(z, object_index, ranks.gather(batch.view_index.to(device)), clean_index, itc))
+        view_index = ranks.gather(batch.view_index.to(device))
+        if bank is None:  # text: none: image-only losses
+            itc = z.new_zeros(())
+        else:  # a clean view is its object's view 0 in the bank (its canonical view)
+            seen_in = torch.cat([view_index, torch.zeros_like(clean_index)]).cpu()
+            text, text_id = bank.sample(owner.cpu(), text_generator, seen_in)
+            text, text_id = text.to(device), text_id.to(device)
+            not_negative = (owner[:, None] == owner[None]) | (text_id[:, None] == text_id[None])
+            itc = losses.clip_loss(z, text, model.logit_scale.exp().detach(), not_negative)
+        return objective.loss(TuningStep(z, object_index, view_index, clean_index, itc))
 
     model.train()
     optimise(((n, p) for n, p in tower.named_parameters() if p.requires_grad), loss_at_step, o.steps, o.lr,
