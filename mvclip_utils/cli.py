@@ -32,7 +32,7 @@ from .core.runs import NOTEBOOKS_DIR, REPO_ROOT, RunLayout, atomic_write_text, d
 from .core.schema import ConfigError
 from .core.shards import parse_shard
 from .data.dataset import build_dataset, merge_render_shards, render_shard
-from .evaluation.results import write_seed_table
+from .evaluation.results import write_dataset_seed_table, write_seed_table
 from .models.backbone import load_backbone
 from .models.embed import embed_shard, merge_embedding_shards
 from .pipeline import DEFAULT_KERNEL, run_pipeline
@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     gather.add_argument("--out", help="also write the table as CSV here")
     gather.add_argument("--into", help="a run made from the same dataset and backbone (e.g. outputs/default) whose "
                         "summary then shows the table (metrics/seeds.csv)")
+    gather.add_argument("--dataset-seeds", action="store_true", help="the runs differ in their dataset/split seed "
+                        "(whole runs, each its own dataset): --into one of them writes metrics/dataset_seeds.csv")
 
     render = _command(commands, "render", "build (render) the multi-view dataset of a config, whole or in shards",
                       "  mvclip render --config params/default.yaml\n"
@@ -180,7 +182,10 @@ def _collect(args: argparse.Namespace) -> int:
     if args.out:
         atomic_write_text(Path(args.out), table.to_csv(index=False))
     if args.into:
-        print(f"[mvclip collect] {write_seed_table(RunLayout(Path(args.into).resolve()), table, args.run_dirs)}")
+        into = RunLayout(Path(args.into).resolve())
+        written = (write_dataset_seed_table(into, table, args.run_dirs) if args.dataset_seeds
+                   else write_seed_table(into, table, args.run_dirs))
+        print(f"[mvclip collect] {written}")
     print(table.to_string(index=False, max_cols=12))
     return 0
 

@@ -75,6 +75,17 @@ else:
     display(transfer.resolution(transfer_results))
 
 # %% [markdown]
+# ### Two sources of variance
+# `make seeds` trains the methods again with other training seeds on this dataset, and runs the
+# whole study with other dataset/split seeds (other objects, splits and category groups). A
+# difference between methods means something only beside both standard errors.
+
+# %%
+variance = transfer.variance_table(seeds, results_table.load_dataset_seed_table(layout))
+display(variance.style.format(results_table.format_number) if len(variance) else
+        Markdown("No seeds sweep of this run yet: `make seeds` adds both."))
+
+# %% [markdown]
 # ### By viewpoint change, and how much of the pose each embedding keeps
 # Accuracy and same-object similarity binned by the angle between a view and the canonical
 # view, as dense-probing benchmarks bin by viewpoint change. Then pose decodability: a linear

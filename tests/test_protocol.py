@@ -259,3 +259,24 @@ def test_the_choice_on_val_takes_the_best_transfer_within_the_clean_budget_and_n
     assert none_kept.chosen.tolist() == [False, True, False]  # the least clean loss when none is within budget
     with pytest.raises(ValueError, match="the variants have no val columns"):
         choose_on_val(rows[["variant", "zero_shot_all_clean"]], 0.8)
+
+
+def test_the_variance_table_sets_training_and_dataset_seeds_side_by_side(tmp_path):
+    from mvclip_utils.core.runs import RunLayout
+    from mvclip_utils.evaluation.results import load_dataset_seed_table, write_dataset_seed_table
+    from mvclip_utils.studies.transfer import variance_table
+
+    def table(mean, stderr, runs):
+        return pd.DataFrame({"method": ["baseline", "omniview_tuning"], "n_runs": [runs, runs],
+                             "zero_shot_multi_view_unseen_poses": mean,
+                             "zero_shot_multi_view_unseen_poses_seed_stderr": stderr})
+
+    layout = RunLayout(tmp_path / "run")
+    with pytest.raises(ValueError, match="is not among the collected runs"):
+        write_dataset_seed_table(layout, table([0.4, 0.5], [0.0, 0.01], 3), [tmp_path / "other"])
+    write_dataset_seed_table(layout, table([0.4, 0.5], [0.03, 0.04], 3), [layout.root, tmp_path / "seed-1"])
+    both = variance_table(table([0.4, 0.52], [0.0, 0.01], 3).set_index("method"), load_dataset_seed_table(layout))
+    row = both.loc[("Omniview-Tuning", "unseen poses")]
+    assert row[("stderr", "training seeds")] == 0.01 and row[("stderr", "dataset seeds")] == 0.04
+    assert row[("mean", "dataset seeds")] == 0.5 and row[("runs", "training seeds")] == 3
+    assert variance_table(None, None).empty

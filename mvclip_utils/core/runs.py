@@ -163,6 +163,12 @@ class RunLayout:
         """Each method's mean and standard error over a seeds sweep of this run (`mvclip collect --into`)."""
         return self.metrics / "seeds.csv"
 
+    @property
+    def dataset_seed_table(self) -> Path:
+        """Each method's mean and standard error over runs with other dataset/split seeds (`make seeds`):
+        the variance of which objects, categories and groups are drawn, beside `seed_table`'s of training."""
+        return self.metrics / "dataset_seeds.csv"
+
     def metrics_file(self, method: str) -> Path:
         """One JSON per method: its metrics row and the fingerprints of what it was made from."""
         return self.metrics / f"{method}.json"

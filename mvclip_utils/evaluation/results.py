@@ -174,6 +174,25 @@ def write_seed_table(layout: RunLayout, table: pd.DataFrame, runs: list[Path]) -
     return layout.seed_table
 
 
+def write_dataset_seed_table(layout: RunLayout, table: pd.DataFrame, runs: list[Path]) -> Path:
+    """A table over runs that differ in their dataset/split seed (each its own dataset and backbone, so no
+    provenance is shared) into this run, which must be one of them; the runs are listed beside it."""
+    if not table.method.is_unique or not any(c.endswith("_seed_stderr") for c in table.columns):
+        raise ValueError("a dataset-seed table has one row per method, with `<metric>_seed_stderr` columns: "
+                         "collect whole runs that differ only in `seed`, with --over seed")
+    if layout.root.resolve() not in {Path(r).resolve() for r in runs}:
+        raise ValueError(f"{layout.root} is not among the collected runs: collect it with the other seeds' runs")
+    atomic_write_text(layout.dataset_seed_table, table.assign(runs=" ".join(map(str, runs))).to_csv(index=False))
+    return layout.dataset_seed_table
+
+
+def load_dataset_seed_table(layout: RunLayout) -> pd.DataFrame | None:
+    """The run's table over dataset/split seeds, indexed by method (None without one)."""
+    if not layout.dataset_seed_table.exists():
+        return None
+    return pd.read_csv(layout.dataset_seed_table).set_index("method")
+
+
 def load_seed_table(layout: RunLayout) -> pd.DataFrame | None:
     """The run's seeds sweep table, indexed by method (None when there is none, or it was made from another
     dataset or backbone than the run has now)."""

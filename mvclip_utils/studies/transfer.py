@@ -191,3 +191,29 @@ def choose_on_val(rows: pd.DataFrame, frozen_clean: float, budget: float = CLEAN
     pick = (table.val_transfer.where(table.eligible).idxmax() if table.eligible.any()
             else table[SELECTION_CLEAN].idxmax())
     return table.assign(chosen=table.index == pick)
+
+
+VARIANCE_COLUMNS = {"clean": "zero_shot_all_clean", "unseen poses": "zero_shot_multi_view_unseen_poses",
+                    "single-view categories": "zero_shot_single_view_other_grid",
+                    "unseen categories": "zero_shot_unseen_other_grid"}
+
+
+def variance_table(method_seeds: pd.DataFrame | None, dataset_seeds: pd.DataFrame | None) -> pd.DataFrame:
+    """Per method and regime, the standard error over training seeds (same dataset) beside the one over
+    dataset/split seeds (other objects, splits and category groups): which source of variance a
+    difference must beat. Either table may be missing (`make seeds` writes both)."""
+    rows = []
+    for source, table in (("training seeds", method_seeds), ("dataset seeds", dataset_seeds)):
+        if table is None:
+            continue
+        for method, row in table.iterrows():
+            for regime, column in VARIANCE_COLUMNS.items():
+                if f"{column}_seed_stderr" in row:
+                    rows.append({"method": method_label(method), "regime": regime, "source": source,
+                                 "runs": int(row.n_runs), "mean": row[column],
+                                 "stderr": row[f"{column}_seed_stderr"]})
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows)
+    return table.pivot_table(index=["method", "regime"], columns="source", values=["mean", "stderr", "runs"],
+                             sort=False)
