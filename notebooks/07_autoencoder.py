@@ -22,8 +22,10 @@
 # while keeping cross-object and text-image similarity near the baseline; its
 # reconstruction error is reported both as element-wise MSE and as mean L2 distance.
 #
-# Trained on the `train` objects' grid views (6 random views per object per step, full
-# batch, Adam 1e-3, as the seed), early-stopped on `val`, evaluated on `test`.
+# Trained on what the protocol lets tuning see (`protocol:`; docs/protocol.md): the `train`
+# objects of the multi-view categories at the seen poses (6 random views per object per step,
+# full batch, Adam 1e-3, as the seed), early-stopped on `val`'s, evaluated on every `test` object;
+# 13 splits the test numbers by category group and pose group.
 
 # %% tags=["parameters"]
 config_path = "../params/default.yaml"

@@ -34,7 +34,9 @@
 # canonical view), **2D-OOD** (the canonical view under noise, blur, contrast and JPEG at
 # three severities) and **viewpoint-OOD** (the other grid views; the ood views apart),
 # against the frozen backbone and a plain multi-view fine-tune with ITC only and the same
-# budget (the paper's key comparison).
+# budget (the paper's key comparison). Tuning sees only the protocol's scope (`protocol:`,
+# docs/protocol.md): the multi-view categories' train objects at the seen poses, and clean
+# canonical views; 13 splits every number here by category group and pose group, paired.
 
 # %% tags=["parameters"]
 config_path = "../params/default.yaml"

@@ -103,6 +103,9 @@ def headline_table(results: TransferResults, metric: str = "zero_shot") -> pd.Da
             diff = paired_cell(results.paired, method, FROZEN, regime, metric)
             row[regime] = text + (f" ({_interval(diff)})" if diff is not None else "")
         rows[method_label(method)] = row
+    n_categories = results.scores.category.nunique()
+    if metric == "zero_shot":  # among every category's prompts: the same chance in every regime
+        rows["chance"] = {regime: f"{1 / n_categories:.3f}" for regime in REGIMES}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
