@@ -25,7 +25,7 @@ from .transfer import transfer_columns
 
 # Display order of results rows: the seed's order, then any other method alphabetically.
 METHOD_ORDER = ("baseline", "object_head", "contrastive_head", "autoencoder", "itc_finetune", "omniview_tuning",
-                "centroid_distillation",
+                "centroid_distillation", "supervised_control",
                 "vqvae_clip_features", "vqvae_own_encoder", "segmentation_clip_decoder", "segmentation_linear_probe",
                 "segmentation_unet", "segmentation_location_prior", "segmentation_foreground_only",
                 "segmentation_category_silhouette")

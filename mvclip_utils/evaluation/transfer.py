@@ -61,12 +61,12 @@ def per_object_scores(image, category_text, labels, category_names, groups: dict
         block = gram[:, keep][:, :, keep]
         same = ((block.sum((1, 2)) - np.trace(block, axis1=1, axis2=2)) / (k * (k - 1))
                 if k > 1 else np.full(len(image), np.nan))
-        rows.append(pd.DataFrame({"object_id": np.asarray(object_ids), "category": names[labels],
-                                  "category_group": own, "poses": poses,
-                                  "zero_shot": correct[:, keep].mean(1),
-                                  "zero_shot_in_group": correct_in_group[:, keep].mean(1),
-                                  "same_object_similarity": same, "n_views": k}))
-    return pd.concat(rows, ignore_index=True)
+        rows.append({"object_id": np.asarray(object_ids), "category": names[labels], "category_group": own,
+                     "poses": np.full(len(image), poses), "zero_shot": correct[:, keep].mean(1),
+                     "zero_shot_in_group": correct_in_group[:, keep].mean(1),
+                     "same_object_similarity": same.astype(np.float64), "n_views": np.full(len(image), k)})
+    # one frame from the stacked columns (concatenating frames warns on an all-NaN column such as clean's)
+    return pd.DataFrame({column: np.concatenate([r[column] for r in rows]) for column in rows[0]})
 
 
 def split_scores(image, part: Embeddings, views: pd.DataFrame, canonical: str, cfg: RunConfig,

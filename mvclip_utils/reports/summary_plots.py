@@ -143,7 +143,7 @@ def plot_transfer_panels(results: TransferResults, title: str) -> plt.Figure:
         ax.axvline(-100 * CLEAN_BUDGET, color="black", ls="--", lw=0.8)
         ax.set(title=regime, xlabel="clean accuracy vs frozen (points)")
     axes[0].set_ylabel("zero-shot accuracy vs frozen (points)")
-    axes[-1].legend(fontsize=7, loc="best")
+    axes[-1].legend(fontsize=8, loc="best")
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -161,7 +161,7 @@ def plot_by_angle(results: TransferResults, title: str) -> plt.Figure:
             ax.errorbar(rows.centre_deg, rows["mean"], yerr=rows["sem"], marker="o", capsize=2, color=f"C{i}",
                         label=method_label(method))
         ax.set(xlabel="angle from the canonical view (degrees)", ylabel=label, title=label)
-    axes[1].legend(fontsize=7)
+    axes[1].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
