@@ -280,3 +280,20 @@ def test_the_variance_table_sets_training_and_dataset_seeds_side_by_side(tmp_pat
     assert row[("stderr", "training seeds")] == 0.01 and row[("stderr", "dataset seeds")] == 0.04
     assert row[("mean", "dataset seeds")] == 0.5 and row[("runs", "training seeds")] == 3
     assert variance_table(None, None).empty
+
+
+def test_the_headline_states_chance_for_the_categories_competing_in_each_regime():
+    from mvclip_utils.studies.transfer import ALL, TransferResults, headline_table
+
+    groups = {"a": MULTI_VIEW, "b": MULTI_VIEW, "c": SINGLE_VIEW, "d": UNSEEN, "e": UNSEEN}
+    rows = [{"method": "baseline", "object_id": f"o{c}", "category": c, "category_group": g, "poses": p,
+             "zero_shot": 0.5, "zero_shot_in_group": 0.5, "same_object_similarity": 0.9}
+            for c, g in groups.items() for p in (CLEAN, UNSEEN_POSES, "other_grid")]
+    scores = pd.DataFrame(rows)
+    scores = pd.concat([scores, scores[scores.poses == CLEAN].assign(category_group=ALL)], ignore_index=True)
+    paired = pd.DataFrame(columns=["a", "b", "category_group", "poses", "metric"])  # no other method
+    results = TransferResults(scores, transfer_table(scores), paired, 10)
+    assert headline_table(results).loc["chance"].unique().tolist() == ["0.200"]  # 1 / every category
+    in_group = headline_table(results, "zero_shot_in_group").loc["chance"]
+    assert (in_group["unseen poses"], in_group["single-view categories"], in_group["unseen categories"]) == (
+        "0.500", "1.000", "0.500")

@@ -16,7 +16,7 @@ from ..core.protocol import CLEAN, MULTI_VIEW, OOD, OTHER_GRID, SEEN_POSES, SING
 from ..core.runs import RunLayout
 from ..evaluation.results import load_per_object_scores, method_label
 from ..evaluation.stats import BETTER, WORSE, paired_table
-from ..evaluation.transfer import CELLS, SCORES, transfer_table
+from ..evaluation.transfer import CELLS, SCORES, chance_levels, transfer_table
 
 FROZEN = "baseline"  # notebook 04's row: the frozen backbone
 CONTROL = "supervised_control"  # notebook 09's: the zero-shot classifier trained on the multi-view labels
@@ -103,9 +103,12 @@ def headline_table(results: TransferResults, metric: str = "zero_shot") -> pd.Da
             diff = paired_cell(results.paired, method, FROZEN, regime, metric)
             row[regime] = text + (f" ({_interval(diff)})" if diff is not None else "")
         rows[method_label(method)] = row
-    n_categories = results.scores.category.nunique()
-    if metric == "zero_shot":  # among every category's prompts: the same chance in every regime
-        rows["chance"] = {regime: f"{1 / n_categories:.3f}" for regime in REGIMES}
+    if metric in ("zero_shot", "zero_shot_in_group"):  # chance per regime: 1 / the categories competing
+        own = results.scores[results.scores.category_group != ALL]
+        levels = chance_levels(dict(zip(own.category, own.category_group)))
+        every = 1 / own.category.nunique()
+        rows["chance"] = {regime: f"{every if group == ALL else levels[(metric, group)]:.3f}"
+                          for regime, (group, _) in REGIMES.items()}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
