@@ -191,8 +191,7 @@ def run_distillation(opened: OpenedRun, progress: bool = True) -> DistillRun:
     emb = opened.embeddings
     backbone = load_backbone(cfg.backbone, layout)
     backbone = replace(backbone, model=backbone.model.float())
-    evaluations = {"frozen": evaluate_zero_shot_splits(backbone.model, layout, cfg, emb,
-                                                       torch.from_numpy(emb.split("test").image))}
+    evaluations = {"frozen": evaluate_zero_shot_splits(backbone.model, layout, cfg, emb, emb)}  # 03's embeddings
     trained = replace(cfg.distill, ablate=False)  # whether ablations run too is not a setting of the method
     model, history, evaluation = _evaluate(cfg, trained, layout, backbone, emb, progress, METHOD)
     evaluations[METHOD] = evaluation

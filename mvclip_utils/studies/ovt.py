@@ -163,14 +163,13 @@ def _train_and_evaluate(cfg: RunConfig, ovt_cfg: OVTConfig, layout, backbone: Ba
     """Train (or read back), then evaluate on the paper's splits. With `save_as` (a method name) the
     adapters are saved and the tuned backbone embeds the whole dataset as notebook 03 does
     (`embeddings/<slug>.npz`, read by 09)."""
-    test_image = None
+    tuned = None
     if save_as is not None:
         model, history = train_or_reuse_ovt(cfg, ovt_cfg, layout, backbone, emb.provenance, save_as, progress)
         tuned = embed_dataset(cfg, layout, tuned_backbone(backbone, layout.adapters(save_as), save_as), progress)
-        test_image = torch.from_numpy(tuned.split("test").image)
     else:
         model, history = train_ovt(replace(cfg, ovt=ovt_cfg), layout, backbone, progress)
-    evaluation = evaluate_zero_shot_splits(model, layout, cfg, emb, test_image)
+    evaluation = evaluate_zero_shot_splits(model, layout, cfg, emb, tuned)
     trainable, total = trainable_parameters(model)
     evaluation.row.update(trainable_parameters=trainable, trainable_share=trainable / total,
                           train_seconds=history.seconds, train_steps=len(history.itc), epochs=history.epochs)
@@ -192,8 +191,7 @@ def run_ovt(opened: OpenedRun, progress: bool = True) -> OVTRun:
     emb = opened.embeddings
     backbone = load_backbone(cfg.backbone, layout)
     backbone = replace(backbone, model=backbone.model.float())  # tuned in float32 on the backbone's device
-    evaluations = {"frozen": evaluate_zero_shot_splits(backbone.model, layout, cfg, emb,  # 03's embeddings reused
-                                                       torch.from_numpy(emb.split("test").image))}
+    evaluations = {"frozen": evaluate_zero_shot_splits(backbone.model, layout, cfg, emb, emb)}  # 03's embeddings
     histories, results, trainable = {}, None, (0, 0)
     for method, ovt_cfg in training_plan(cfg).items():
         model, history, evaluation = _train_and_evaluate(cfg, ovt_cfg, layout, backbone, emb, progress, method)

@@ -296,28 +296,33 @@ class TunedEvaluation:
 
 @torch.no_grad()
 def evaluate_zero_shot_splits(model: nn.Module, layout, cfg: RunConfig, emb,
-                              image: torch.Tensor | None = None) -> TunedEvaluation:
+                              embedded=None) -> TunedEvaluation:
     """The OVT paper's splits on the `test` objects: clean (the canonical view), 2D-OOD (the canonical
     view under every corruption and severity, seeded), viewpoint-OOD (other grid views; ood views
     apart), with the consistency metrics of notebook 04. `emb` gives the frozen text side
-    (captions, category prompts) of the run's embeddings; `image`, the model's test embeddings
-    when they exist already (the frozen backbone's are in `emb`): only the corrupted views are
-    embedded then. The row also holds the protocol's cells on the `val` objects (`val_*` columns)."""
+    (captions, category prompts) of the run's embeddings; `embedded`, the model's own embeddings of
+    the dataset when they exist already (`emb` itself for the frozen backbone, 08's `embeddings/<method>`
+    for a tuned one): only the corrupted views are embedded then. The row also holds the protocol's
+    cells on the `val` objects (`val_*` columns), from the same model's val embeddings."""
     views = load_views(layout)
     canonical = canonical_view_id(views, cfg.backbone.pretrain.canonical_view)
-    test_emb = emb.split("test")
-    frozen = image is not None
-    if image is None:
+    test_emb, val_emb = emb.split("test"), emb.split("val")
+    if embedded is not None:
+        if list(embedded.split("test").object_ids) != list(test_emb.object_ids):
+            raise ValueError("the test objects of the model's embeddings and of the run's differ: "
+                             "rerun notebook 03_embed")
+        image = torch.from_numpy(embedded.split("test").image)
+        val_image = embedded.split("val").image
+    else:
         data = ViewImages(layout, ["test"], views.view_id.tolist())
         if list(data.objects.object_id) != list(test_emb.object_ids):
             raise ValueError("the test objects of the dataset and of the embeddings differ: rerun notebook 03_embed")
         image = embed_views(model, data)
+        val_image = (embed_views(model, ViewImages(layout, ["val"], views.view_id.tolist())).numpy()
+                     if len(val_emb.object_ids) else None)
     row = evaluation_row(image.numpy(), test_emb.text, test_emb.category_text, test_emb.labels, views, canonical,
                          test_emb.category_text_unseen)
-    val_emb = emb.split("val")
     if len(val_emb.object_ids):  # what `mvclip select` chooses settings on: the val objects, never test
-        val_image = (val_emb.image if frozen else
-                     embed_views(model, ViewImages(layout, ["val"], views.view_id.tolist())).numpy())
         row.update(val_columns(val_image, val_emb, views, canonical, cfg))
     rows = []
     for kind in CORRUPTIONS:
