@@ -47,7 +47,8 @@ d = cfg.decoding
 display(Markdown(
     f"**Backbone:** {run.backbone} · code grid {run.grid} x {run.grid} (the backbone's feature grid) · "
     f"decoded at {run.size} px · codebook {d.codebook_size} x {d.code_width}, EMA decay {d.decay}, beta "
-    f"{d.commitment} · {d.steps} steps of {d.batch_size} · "
+    f"{d.commitment} · {d.steps} steps of {d.batch_size} · evaluated on {run.test.n_objects} test objects"
+    + (f" ({d.test_objects_per_category} per category)" if d.test_objects_per_category else "") + " · "
     + ", ".join(f"{vqvae.LABELS[k]} {c.seconds:.0f} s" for k, c in run.curves.items())))
 
 # %% [markdown]

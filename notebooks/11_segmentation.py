@@ -54,7 +54,8 @@ s = cfg.segmentation
 display(Markdown(
     f"**Backbone:** {run.backbone} · feature grid {run.grid} x {run.grid} · masks at {run.size} px · "
     f"{run.classes.n_classes - 1} part classes of {len(run.classes.category_names)} categories + background · "
-    f"{s.steps} steps of {s.batch_size} train views, lr {s.lr} · "
+    f"{s.steps} steps of {s.batch_size} train views, lr {s.lr} · evaluated on {run.test.n_objects} test objects"
+    + (f" ({s.test_objects_per_category} per category)" if s.test_objects_per_category else "") + " · "
     + ", ".join(f"{segmentation.LABELS[k]} {c.seconds:.0f} s" for k, c in run.curves.items())))
 
 # %% [markdown]

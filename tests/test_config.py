@@ -279,3 +279,9 @@ def test_extends_pointing_at_a_list_is_one_line_naming_both_files(tmp_path):
     message = str(refused.value)
     assert "\n" not in message and "run.yaml: extends:" in message
     assert "list.yaml holds a list, not a mapping" in message
+
+
+def test_segmentation_evaluation_subset_is_a_count_of_at_least_zero():
+    assert make_config({"segmentation": {"test_objects_per_category": 0}}).segmentation.test_objects_per_category == 0
+    with pytest.raises(ConfigError, match=r"segmentation.test_objects_per_category: expected an integer of at least 0"):
+        make_config({"segmentation": {"test_objects_per_category": -1}})

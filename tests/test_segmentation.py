@@ -62,3 +62,16 @@ def test_pixel_stats_on_constructed_masks():
     assert stats.image_miou.tolist() == [[1.0, 0.25]] and stats.foreground_iou.tolist() == [[1.0, 1.0]]
     # pooled over both views: part 1 8 / 12, part 2 4 / 8
     assert stats.miou() == pytest.approx((8 / 12 + 4 / 8) / 2)
+
+
+def test_evaluation_keeps_the_first_test_objects_of_each_category_in_table_order():
+    import pandas as pd
+
+    from mvclip_utils.data.dataset import first_objects_per_category
+
+    objects = pd.DataFrame({"object_id": [f"o{i}" for i in range(8)],
+                            "category": ["mug", "car", "mug", "mug", "car", "car", "mug", "car"],
+                            "split": ["test", "test", "train", "test", "test", "test", "test", "test"],
+                            "status": ["ok", "ok", "ok", "failed", "ok", "ok", "ok", "ok"]})
+    assert first_objects_per_category(objects, "test", 2) == ["o0", "o1", "o4", "o6"]  # o2: train; o3: failed
+    assert first_objects_per_category(objects, "test", 0) is None  # every test object

@@ -62,7 +62,7 @@ def test_decoding_a_fixed_batch_lowers_the_loss_for_both_encoders():
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), kind
 
 

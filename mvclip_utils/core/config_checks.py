@@ -211,6 +211,7 @@ def _check_decoding(cfg: RunConfig) -> None:
     _check_integers({"decoding.codebook_size": dc.codebook_size, "decoding.code_width": dc.code_width,
                      "decoding.channels": dc.channels, "decoding.steps": dc.steps,
                      "decoding.batch_size": dc.batch_size, "decoding.validate_every": dc.validate_every})
+    _check_integers({"decoding.test_objects_per_category": dc.test_objects_per_category}, low=0)
     _check_range("decoding.decay", dc.decay, 0.0, 0.9999, "an EMA decay")
     _check_range("decoding.restart_below", dc.restart_below, 0.0, 1e6, "an EMA count")
     _check_range("decoding.commitment", dc.commitment, 0.0, 100.0, "a weight")
@@ -221,7 +222,9 @@ def _check_segmentation(cfg: RunConfig) -> None:
     sc = cfg.segmentation
     _check_integers({"segmentation.steps": sc.steps, "segmentation.batch_size": sc.batch_size,
                      "segmentation.channels": sc.channels, "segmentation.unet_channels": sc.unet_channels,
-                     "segmentation.unet_depth": sc.unet_depth, "segmentation.validate_every": sc.validate_every})
+                     "segmentation.unet_depth": sc.unet_depth, "segmentation.validate_every": sc.validate_every,
+                     "segmentation.val_views": sc.val_views})
+    _check_integers({"segmentation.test_objects_per_category": sc.test_objects_per_category}, low=0)
     _check_range("segmentation.lr", sc.lr, 1e-8, 1.0, "a learning rate")
     _check_range("segmentation.unet_lr", sc.unet_lr, 1e-8, 1.0, "a learning rate")
     _check_range("segmentation.cache_mb", sc.cache_mb, 0, what="a size in MiB")

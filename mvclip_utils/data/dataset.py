@@ -350,6 +350,16 @@ class ViewItem:
     mask: "torch.Tensor | None" = None  # uint8 [S, S] part labels (0 = background), with ViewImages(masks=True)
 
 
+def first_objects_per_category(objects: pd.DataFrame, split: str, per_category: int) -> list[str] | None:
+    """The first `per_category` rendered objects of `split` in each category, in table order: the
+    evaluation subset of a notebook whose evaluation costs more than its training (`object_ids` of
+    `ViewImages`; None = every object, for `per_category` 0)."""
+    if per_category <= 0:
+        return None
+    chosen = objects[(objects.status == "ok") & (objects.split == split)]
+    return chosen.groupby("category", sort=False).head(per_category).object_id.tolist()
+
+
 class ViewImages:
     """A torch Dataset over a run's renders: item i is view i % V of object i // V, for the
     rendered objects of `splits` and the given views, decoded from disk when asked for (Objaverse

@@ -136,10 +136,11 @@ def fit_few_shot(features: torch.Tensor, labels: torch.Tensor, init: str, class_
 class LinearProbe:
     C: float  # the inverse regularisation picked on the validation split
     val_accuracy: dict[float, float]  # per C swept
-    model: object  # the fitted sklearn LogisticRegression (on train + val)
+    scaler: object  # sklearn StandardScaler fitted on the train features
+    model: object  # the fitted sklearn LogisticRegression (on train + val, standardised by `scaler`)
 
     def accuracy(self, features, labels) -> float:
-        return float(self.model.score(_normalised(features), np.asarray(labels)))
+        return float(self.model.score(self.scaler.transform(_normalised(features)), np.asarray(labels)))
 
 
 def _normalised(x) -> np.ndarray:
@@ -150,24 +151,28 @@ def _normalised(x) -> np.ndarray:
 def linear_probe(train_x, train_y, val_x, val_y, Cs: list[float], max_iter: int = 1000) -> LinearProbe:
     """The CLIP paper's linear probe: L-BFGS logistic regression, C picked by validation accuracy,
     then refitted on train + val with that C. The normalised features are standardised first (a
-    linear map, so still a linear probe): on raw unit vectors the best C lay beyond 1000 and L-BFGS
-    ran out of iterations. The sweep goes up in C, each fit starting from the previous solution."""
+    linear map fitted on train, so still a linear probe): on raw unit vectors the best C lay beyond
+    1000 and L-BFGS ran out of iterations. The sweep goes up in C, each fit starting from the previous
+    solution, and the refit starts from the chosen C's (the objective is convex: a warm start changes
+    the iterations, not the optimum)."""
     # late: scikit-learn is heavy and only the linear probe needs it
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     train_x, val_x = _normalised(train_x), _normalised(val_x)
     scaler = StandardScaler().fit(train_x)
     train_s, val_s = scaler.transform(train_x), scaler.transform(val_x)
     sweep = LogisticRegression(max_iter=max_iter, warm_start=True)
-    scores = {}
+    scores, solutions = {}, {}
     for C in sorted(float(c) for c in Cs):
         scores[C] = float(sweep.set_params(C=C).fit(train_s, train_y).score(val_s, val_y))
+        solutions[C] = (sweep.coef_.copy(), sweep.intercept_.copy())
     best = max(scores, key=lambda C: (scores[C], -abs(np.log10(C))))  # ties: the less extreme C
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=best, max_iter=max_iter))
-    model.fit(np.concatenate([train_x, val_x]), np.concatenate([train_y, val_y]))
-    return LinearProbe(best, scores, model)
+    model = LogisticRegression(C=best, max_iter=max_iter, warm_start=True)
+    if set(np.unique(val_y)) <= set(sweep.classes_):  # a class only val has changes the coefficients' shape
+        model.coef_, model.intercept_ = solutions[best]
+    model.fit(np.concatenate([train_s, val_s]), np.concatenate([train_y, val_y]))
+    return LinearProbe(best, scores, scaler, model)
 
 
 def stderr(values: np.ndarray, axis: int = 0) -> np.ndarray:

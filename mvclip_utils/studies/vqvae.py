@@ -22,7 +22,7 @@ from torch import nn
 from ..core.cameras import canonical_view_id, example_views
 from ..core.runs import atomic_torch_save, atomic_write_json
 from ..core.train import optimise
-from ..data.dataset import ViewImages, collate_views, load_views
+from ..data.dataset import ViewImages, collate_views, first_objects_per_category, load_views
 from ..evaluation.metrics import paired_view_gap
 from ..evaluation.results import write_result
 from ..models.backbone import (
@@ -334,7 +334,8 @@ def run_decoding(opened: OpenedRun, progress: bool = True) -> DecodingRun:
     backbone = load_backbone(cfg.backbone, layout)
     views = opened.views
     canonical = canonical_view_id(views, cfg.backbone.pretrain.canonical_view)
-    test = ViewImages(layout, ["test"], views.view_id.tolist())
+    evaluated = first_objects_per_category(opened.objects, "test", cfg.decoding.test_objects_per_category)
+    test = ViewImages(layout, ["test"], views.view_id.tolist(), object_ids=evaluated)
     transform = InputTransform.for_model(backbone.model)
     provenance = {"dataset_fingerprint": dataset, "backbone_identity": record["identity"],
                   "embed_settings": embed_settings(cfg)}
