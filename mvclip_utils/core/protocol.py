@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .cameras import angle_from_view
-from .schema import ConfigError, ProtocolConfig
+from .cameras import angle_from_view, canonical_view_id
+from .schema import ConfigError, ProtocolConfig, RunConfig
 
 MULTI_VIEW, SINGLE_VIEW, UNSEEN = "multi_view", "single_view", "unseen"
 CATEGORY_GROUPS = (MULTI_VIEW, SINGLE_VIEW, UNSEEN)
@@ -153,3 +153,10 @@ def tuning_scope(protocol: ProtocolConfig, objects: pd.DataFrame, views: pd.Data
     clean = ok.object_id[((ok.split == "pretrain") & (group != UNSEEN))
                          | ((ok.split == "train") & (group == SINGLE_VIEW))].tolist()
     return TuningScope(groups, multi, views.view_id[seen_pose_mask(protocol, views)].tolist(), clean, canonical)
+
+
+def run_tuning_scope(cfg: RunConfig, objects: pd.DataFrame, views: pd.DataFrame) -> TuningScope:
+    """`tuning_scope` of a run's config and tables: the one place the protocol's settings, the random
+    seed and the canonical view are read for it."""
+    return tuning_scope(cfg.protocol, objects, views, cfg.seed,
+                        canonical_view_id(views, cfg.backbone.pretrain.canonical_view))

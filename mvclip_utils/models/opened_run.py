@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.cameras import canonical_view_id
 from ..core.config import load_config
-from ..core.protocol import TuningScope, tuning_scope
+from ..core.protocol import TuningScope, run_tuning_scope
 from ..core.runs import RunLayout
 from ..core.schema import RunConfig
 from ..data.dataset import dataset_fingerprint, load_objects, load_views
@@ -52,8 +51,7 @@ class OpenedRun:
     @functools.cached_property
     def scope(self) -> TuningScope:
         """What every method that trains may see under the config's protocol (`core.protocol`)."""
-        return tuning_scope(self.cfg.protocol, self.objects, self.views, self.cfg.seed,
-                            canonical_view_id(self.views, self.cfg.backbone.pretrain.canonical_view))
+        return run_tuning_scope(self.cfg, self.objects, self.views)
 
     @functools.cached_property
     def embeddings(self) -> Embeddings:

@@ -22,7 +22,7 @@ from torch import nn
 from ..core.cameras import canonical_view_id
 from ..core.distributed import RankBatches, Ranks, data_parallel
 from ..core.progress import note
-from ..core.protocol import TuningScope, tuning_scope
+from ..core.protocol import TuningScope, run_tuning_scope
 from ..core.runs import atomic_write_json, file_digest
 from ..core.schema import AdapterTuningConfig, RunConfig
 from ..core.train import fit_to_data, optimise
@@ -112,9 +112,7 @@ def pool_captions(cfg: RunConfig, layout, pool: list, regime: str) -> list[str] 
 
 def run_scope(cfg: RunConfig, layout) -> TuningScope:
     """What every tuning of this run may see (`core.protocol.tuning_scope`), from its tables."""
-    views = load_views(layout)
-    return tuning_scope(cfg.protocol, load_objects(layout), views, cfg.seed,
-                        canonical_view_id(views, cfg.backbone.pretrain.canonical_view))
+    return run_tuning_scope(cfg, load_objects(layout), load_views(layout))
 
 
 def describe_batch(batch: dict) -> str:
