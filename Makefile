@@ -66,7 +66,7 @@ seeds: $(STAMP)
 # Choose 08's and 12's settings on the val objects (`mvclip select`: a grid of variants sharing the run's
 # dataset, backbone and embeddings; the variant of best val transfer accuracy within the clean budget),
 # then evaluate each chosen setting on test once, then the summary (`make run` first).
-SELECT_OVT ?= --set ovt.lr=0.0005,0.002 --set ovt.clean_per_batch=64,128
+SELECT_OVT ?= --set ovt.lr=0.0005,0.002 --set ovt.clean_per_batch=64,128 --set ovt.text=category,per_view
 SELECT_DISTILL ?= --set distill.lr=0.0005,0.002 --set distill.distill_weight=0.5,1.0
 select: $(STAMP)
 	$(MVCLIP) select --config $(CONFIG) --from-run $(RUN_DIR) --method omniview_tuning --only 08 $(SELECT_OVT)

@@ -285,3 +285,15 @@ def test_segmentation_evaluation_subset_is_a_count_of_at_least_zero():
     assert make_config({"segmentation": {"test_objects_per_category": 0}}).segmentation.test_objects_per_category == 0
     with pytest.raises(ConfigError, match=r"segmentation.test_objects_per_category: expected an integer of at least 0"):
         make_config({"segmentation": {"test_objects_per_category": -1}})
+
+
+def test_ovt_switches_are_checked_with_their_keys():
+    cfg = make_config({"ovt": {"anchor_weights": "public", "anchor_floor": 0.5, "margin_mode": "hinge",
+                               "margin": 0.1, "residual": "writeup", "mask_category_negatives": True}})
+    assert (cfg.ovt.anchor_weights, cfg.ovt.residual, cfg.ovt.mask_category_negatives) == ("public", "writeup", True)
+    with pytest.raises(ConfigError, match=r"ovt.anchor_floor: expected a fraction of the mean neighbour distance"):
+        make_config({"ovt": {"anchor_floor": 1.5}})
+    with pytest.raises(ConfigError, match=r"ovt.margin: expected a cosine distance for the hinge between 0 and 2"):
+        make_config({"ovt": {"margin_mode": "hinge", "margin": -0.1}})
+    with pytest.raises(ConfigError, match=r"ovt.anchor_weights"):
+        make_config({"ovt": {"anchor_weights": "median"}})

@@ -92,3 +92,44 @@ def test_view_consistency_loss_equals_loop_reference(margin):
     torch.testing.assert_close(losses.view_consistency_loss(image, anchor, margin),
                                losses.view_consistency_loss_loop(image, anchor, margin))
     assert float(losses.view_consistency_loss(anchor, anchor, -0.1)) == 0.0  # within the margin: no pull
+
+
+def test_the_bounded_paper_anchor_keeps_a_duplicate_view_from_taking_the_anchor_alone():
+    # A symmetric object: views 0 and 1 identical (a bottle seen twice from the top ring), 2 and 3 apart.
+    e = torch.eye(3)
+    views = torch.stack([e[0], e[0], F.normalize(e[0] + e[1], dim=0), F.normalize(e[0] + e[2], dim=0)])[None]
+    z = F.normalize(views[0], dim=-1)
+    # With one neighbour each: distances 0, 0, 1 - cos(45 deg), and for view 3 its nearest (view 0 or 2).
+    d = torch.tensor([0.0, 0.0, 1 - 2 ** -0.5, 1 - 2 ** -0.5])
+    unbounded = losses.knn_weighted_anchor(views, neighbours=1)
+    torch.testing.assert_close(unbounded[0], e[0], atol=1e-6, rtol=0)  # the duplicate pair is the whole anchor
+    bounded = losses.knn_weighted_anchor(views, neighbours=1, floor=0.5)
+    floored = torch.maximum(d, 0.5 * d.mean())  # by hand: the duplicates count at half the mean distance
+    w = 1 / (floored + 1e-8)
+    torch.testing.assert_close(bounded[0], F.normalize((w / w.sum()) @ z, dim=0))
+    # floor 0.5 x mean 0.146 = 0.073 against 0.293: the duplicates weigh 4x the others, 0.4 each, not 0.5 - 1e-8.
+    torch.testing.assert_close(w / w.sum(), torch.tensor([0.4, 0.4, 0.1, 0.1]), atol=1e-6, rtol=0)
+    assert float(w.max() / (1 / d.mean())) == pytest.approx(2.0)  # at most 1 / floor times a view at the mean
+    public = losses.knn_weighted_anchor(views, neighbours=1, weighting="public")
+    s = 1 - d  # the public code: 1 / mean similarity to the nearest views
+    torch.testing.assert_close(public[0], F.normalize(((1 / s) / (1 / s).sum()) @ z, dim=0))
+    torch.testing.assert_close(losses.knn_weighted_anchor(views, weighting="uniform")[0], F.normalize(z.mean(0), dim=0))
+    with pytest.raises(ValueError, match="anchor weighting 'median'"):
+        losses.knn_weighted_anchor(views, weighting="median")
+
+
+def test_the_hinge_margin_leaves_views_within_it_untouched_and_the_shift_pulls_every_view():
+    anchor = torch.tensor([[1.0, 0.0]]).repeat(2, 1)
+    near = torch.tensor([[1.0, 0.1], [1.0, 2.0]], requires_grad=True)  # distances ~0.005 and ~0.553
+    d = 1 - F.cosine_similarity(near.detach(), anchor, dim=-1)
+    hinge = losses.view_consistency_loss(near, anchor, 0.1, "hinge")
+    assert float(hinge.detach()) == pytest.approx(float(d[1] - 0.1))  # only the far view is active (mean over active)
+    hinge.backward()
+    assert torch.equal(near.grad[0], torch.zeros(2)) and near.grad[1].abs().sum() > 0  # the near view is not pulled
+    near.grad = None
+    shift = losses.view_consistency_loss(near, anchor, 0.1, "shift")
+    assert float(shift.detach()) == pytest.approx(float((d + 0.1).mean()))
+    shift.backward()
+    assert (near.grad.abs().sum(1) > 0).all()  # m >= 0 shifts the value and pulls both
+    with pytest.raises(ValueError, match="margin mode 'soft'"):
+        losses.view_consistency_loss(near, anchor, 0.1, "soft")

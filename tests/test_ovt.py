@@ -95,6 +95,21 @@ def test_viformer_keeps_the_residual_ratio_and_checks_heads():
         VIFormer(16, heads=3)
 
 
+def test_the_write_up_residual_is_alpha_of_a_new_representation_from_the_start():
+    torch.manual_seed(0)
+    v = VIFormer(16, layers=1, heads=4, alpha=0.1, residual="writeup")
+    z = torch.randn(5, 16)
+    f = v.out(v.encoder(z[:, None])[:, 0])  # a full map of z, with no skip inside it
+    torch.testing.assert_close(v(z), 0.1 * f + 0.9 * z)
+    assert (v(z) - z).norm() > 0.01 * z.norm()  # unlike `step`, not the identity at init
+    v.alpha = 1.0
+    torch.testing.assert_close(v(z), f)  # alpha = 1: the new representation alone
+    step = VIFormer(16, layers=1, heads=4, alpha=1.0)
+    torch.testing.assert_close(step(z), z)  # `step` at alpha = 1 is still z: alpha only scales a learnt step
+    with pytest.raises(ValueError, match="residual 'skip' is not one of step, writeup"):
+        VIFormer(16, residual="skip")
+
+
 def test_one_ovt_step_lowers_the_loss_on_a_fixed_batch():
     from mvclip_utils.models import losses
 
@@ -191,6 +206,29 @@ def test_caption_bank_draws_captions_or_category_prompts_and_ids_mark_identical_
     text, ids = bank.sample(objects, torch.Generator().manual_seed(1))
     assert (text >= 0).all() and torch.equal((text[:, None] == text[None]).all(-1), ids[:, None] == ids[None])
     assert all(any(torch.equal(text[i], caption[objects[i], j]) for j in range(2)) for i in range(len(objects)))
+
+
+def test_masked_category_negatives_give_every_prompt_of_a_category_one_id():
+    from mvclip_utils.models import losses
+    from mvclip_utils.studies.tuning import CaptionBank
+
+    caption = torch.zeros(4, 3, 2)
+    category = torch.randn(2, 3, 2)  # 2 categories x 3 templates
+    objects = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])  # objects 0, 1 are mugs; 2, 3 bottles
+    bank = CaptionBank(caption, category, torch.tensor([0, 0, 1, 1]), category_prob=1.0,
+                       mask_category_negatives=True)
+    text, ids = bank.sample(objects, torch.Generator().manual_seed(0))
+    same_category = bank.object_category[objects][:, None] == bank.object_category[objects][None]
+    assert torch.equal(ids[:, None] == ids[None], same_category)  # any template: one category, one id
+    templates_differ = ~(text[:, None] == text[None]).all(-1) & same_category
+    assert templates_differ.any()  # two mugs in different templates: negatives unless masked
+    # By hand: ITC with the mask equals the loss with those logits removed.
+    image, scale = torch.randn(8, 2), torch.tensor(10.0)
+    masked = losses.clip_loss(image, text, scale, ids[:, None] == ids[None])
+    torch.testing.assert_close(masked, losses.clip_loss(image, text, scale, same_category))
+    unmasked = CaptionBank(caption, category, torch.tensor([0, 0, 1, 1]), category_prob=1.0)
+    _, plain_ids = unmasked.sample(objects, torch.Generator().manual_seed(0))
+    assert not torch.equal(plain_ids[:, None] == plain_ids[None], same_category)  # today: templates apart
 
 
 def test_per_view_captions_pair_each_view_with_its_own_caption():

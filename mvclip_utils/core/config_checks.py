@@ -327,6 +327,9 @@ def _check_ovt(section: str, o: OVTConfig) -> None:
                        f"{section}.anchor_neighbours": o.anchor_neighbours}.items():
         _check_range(key, value, 1, what="an integer")
     _check_range(f"{section}.vc_weight", o.vc_weight, 0)
+    _check_range(f"{section}.anchor_floor", o.anchor_floor, 0, 1, "a fraction of the mean neighbour distance")
+    if o.margin_mode == "hinge":
+        _check_range(f"{section}.margin", o.margin, 0, 2, "a cosine distance for the hinge")
 
 
 def _check_distill(d: DistillConfig) -> None:

@@ -229,6 +229,12 @@ class AdapterTuningConfig:
     viformer_layers: int = 2  # 0 = LoRA only
     viformer_heads: int = 4
     residual_ratio: float = 0.1
+    # The VIFormer's residual (`models.adapters.VIFormer`): `step` (f = z + a learnt step started at zero:
+    # alpha scales the step) or `writeup` (f a full map: alpha is the write-up's share of a new representation).
+    residual: Literal["step", "writeup"] = "step"
+    # Two views whose ITC texts are both bare prompts of one category (in any template) are not each
+    # other's negatives when true (identical texts never are).
+    mask_category_negatives: bool = False
     seed: int = 0
 
 
@@ -240,7 +246,16 @@ class OVTConfig(AdapterTuningConfig):
     vc_views: Literal["outliers", "all"] = "outliers"  # minimax on the top-K outliers, or VC on every view
     outlier_views: int = 5  # K of the maximisation step
     anchor_neighbours: int = 5  # nearest neighbours that weigh each view in the anchor
-    margin: float = 0.0  # of max(d + m, 0); the public scripts use 0.3 (a constant shift for m >= 0)
+    # Each view's weight in the anchor (`models.losses.knn_weighted_anchor`): `paper` 1 / its mean cosine
+    # distance to its nearest views, `public` 1 / their mean similarity (the public code), `uniform`.
+    anchor_weights: Literal["paper", "public", "uniform"] = "paper"
+    # `paper`'s bound: a distance counts as at least this fraction of the object's mean, so no view weighs
+    # more than 1 / anchor_floor times a view at the mean (0 = unbounded: a duplicate view takes the anchor).
+    anchor_floor: float = 0.0
+    margin: float = 0.0  # m of the VC term
+    # `shift`: max(d + m, 0), as the write-up and public code (for m >= 0 a constant: changes nothing);
+    # `hinge`: max(d - m, 0), views already within m of the anchor are not pulled (no over-alignment).
+    margin_mode: Literal["shift", "hinge"] = "shift"
 
 
 @dataclass

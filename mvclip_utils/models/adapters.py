@@ -26,6 +26,13 @@ class AdapterConfig:
     viformer_heads: int = 4
     viformer_ff_mult: int = 4  # feed-forward width / embedding width (public code: 2048 for 512)
     residual_ratio: float = 0.1  # alpha: the same in training and evaluation
+    # `step`: f(z) = z + W enc(z) with W at zero, so alpha * f + (1 - alpha) * z = z + alpha W enc(z) and alpha
+    # only scales a step from the backbone's embedding; `writeup`: f a full map (W initialised as any
+    # linear layer), so the output is the write-up's alpha share of a new representation from the start.
+    residual: str = "step"
+
+
+RESIDUALS = ("step", "writeup")
 
 
 class VIFormer(nn.Module):
@@ -37,20 +44,28 @@ class VIFormer(nn.Module):
     backbone's own embeddings (the public code started from a random f scaled by alpha).
     """
 
-    def __init__(self, dim: int, layers: int = 2, heads: int = 4, ff_mult: int = 4, alpha: float = 0.1):
+    def __init__(self, dim: int, layers: int = 2, heads: int = 4, ff_mult: int = 4, alpha: float = 0.1,
+                 residual: str = "step"):
         super().__init__()
         if dim % heads:
             raise ValueError(f"VIFormer: embedding width {dim} is not divisible by {heads} heads")
+        if residual not in RESIDUALS:
+            raise ValueError(f"VIFormer: residual {residual!r} is not one of {', '.join(RESIDUALS)}")
         layer = nn.TransformerEncoderLayer(dim, heads, dim * ff_mult, dropout=0.0, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.out = nn.Linear(dim, dim)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-        self.alpha = alpha
+        if residual == "step":
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
+        self.alpha, self.residual = alpha, residual
+
+    def f(self, z: torch.Tensor) -> torch.Tensor:
+        """The new representation: z plus a learnt step (`step`), or a full map of z (`writeup`)."""
+        mapped = self.out(self.encoder(z[:, None])[:, 0])
+        return z + mapped if self.residual == "step" else mapped
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        f = z + self.out(self.encoder(z[:, None])[:, 0])
-        return self.alpha * f + (1 - self.alpha) * z
+        return self.alpha * self.f(z) + (1 - self.alpha) * z
 
 
 class OmniviewCLIP(nn.Module):
@@ -73,7 +88,7 @@ class OmniviewCLIP(nn.Module):
                 p.requires_grad_("lora_" in name)
         dim = int(base.text_projection.shape[1]) if hasattr(base, "text_projection") else int(base.visual.output_dim)
         self.viformer = (VIFormer(dim, cfg.viformer_layers, cfg.viformer_heads, cfg.viformer_ff_mult,
-                                  cfg.residual_ratio) if cfg.viformer_layers else None)
+                                  cfg.residual_ratio, cfg.residual) if cfg.viformer_layers else None)
 
     @property
     def visual(self) -> nn.Module:  # image size and normalisation, for InputTransform
@@ -129,4 +144,5 @@ def tuned_backbone(base: Backbone, adapters: Path, method: str = "omniview_tunin
 
 def adapter_config(cfg: AdapterTuningConfig) -> AdapterConfig:
     return AdapterConfig(lora_rank=cfg.lora_rank, viformer_layers=cfg.viformer_layers,
-                         viformer_heads=cfg.viformer_heads, residual_ratio=cfg.residual_ratio)
+                         viformer_heads=cfg.viformer_heads, residual_ratio=cfg.residual_ratio,
+                         residual=cfg.residual)

@@ -74,21 +74,34 @@ def clip_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
-def knn_weighted_anchor(image: torch.Tensor, neighbours: int = 5, eps: float = 1e-8) -> torch.Tensor:
+def knn_weighted_anchor(image: torch.Tensor, neighbours: int = 5, eps: float = 1e-8, weighting: str = "paper",
+                        floor: float = 0.0) -> torch.Tensor:
     """OVT's anchor: a weighted centroid of each object's views [N, V, D] -> [N, D] (normalised).
 
-    A view's weight is the inverse of its mean cosine distance to its `neighbours` nearest
-    other views, so views in a dense cluster count more than isolated ones (the paper: "a
-    weighted centroid, where weights are determined by nearest neighbour distances"). The
-    public code weighted by the inverse mean *similarity*, which favours the outliers; this
-    follows the paper's words.
+    `paper`: a view's weight is the inverse of its mean cosine distance to its `neighbours` nearest
+    other views, so views in a dense cluster count more than isolated ones (the write-up: "a
+    weighted centroid, where weights are determined by nearest neighbour distances"). Near-duplicate
+    views have distances near 0 and weights up to 1 / eps: with `floor` > 0 each distance counts as at
+    least `floor` times the object's mean, so no view weighs more than 1 / floor times a view at the
+    mean distance. `public`: the inverse mean *similarity* to those neighbours (the public code; nearly
+    uniform at CLIP's cosines, slightly favouring outliers). `uniform`: the plain centroid.
     """
     z = F.normalize(image, dim=-1)
     n, v, _ = z.shape
     k = max(1, min(neighbours, v - 1))
     sims = (z @ z.transpose(1, 2)).masked_fill(torch.eye(v, dtype=torch.bool, device=z.device), float("-inf"))
-    distance = (1 - sims.topk(k, dim=-1).values).mean(-1)  # [N, V]
-    weights = 1 / (distance + eps)
+    nearest = sims.topk(k, dim=-1).values  # [N, V, k]
+    if weighting == "paper":
+        distance = (1 - nearest).mean(-1)  # [N, V]
+        if floor > 0:
+            distance = torch.maximum(distance, floor * distance.mean(1, keepdim=True))
+        weights = 1 / (distance + eps)
+    elif weighting == "public":
+        weights = 1 / (nearest.mean(-1) + eps)
+    elif weighting == "uniform":
+        weights = torch.ones(n, v, dtype=z.dtype, device=z.device)
+    else:
+        raise ValueError(f"anchor weighting {weighting!r} is not one of paper, public, uniform")
     weights = weights / weights.sum(1, keepdim=True)
     return F.normalize((weights[..., None] * z).sum(1), dim=-1)
 
@@ -100,12 +113,16 @@ def outlier_views(image: torch.Tensor, anchor: torch.Tensor, k: int) -> torch.Te
     return sims.topk(min(k, image.shape[1]), dim=1, largest=False).indices
 
 
-def view_consistency_loss(image: torch.Tensor, anchor: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
-    """OVT's minimisation step on the outlier views [B, D] and their objects' anchors [B, D]:
-    max(d(z, anchor) + m, 0) with d the cosine distance, averaged over the non-zero terms (as
-    the public code). With m >= 0 the margin only shifts the loss; a negative m stops pulling
-    views already within |m| of their anchor."""
-    terms = F.relu(1 - F.cosine_similarity(image, anchor, dim=-1) + margin)
+def view_consistency_loss(image: torch.Tensor, anchor: torch.Tensor, margin: float = 0.0,
+                          mode: str = "shift") -> torch.Tensor:
+    """OVT's minimisation step on the outlier views [B, D] and their objects' anchors [B, D], with d the
+    cosine distance, averaged over the non-zero terms (as the public code). `shift`: max(d + m, 0), the
+    write-up's and public code's form: with m >= 0 the margin only shifts the loss. `hinge`: max(d - m, 0),
+    which leaves views already within m of their anchor alone (the write-up's intent, no over-alignment)."""
+    if mode not in ("shift", "hinge"):
+        raise ValueError(f"view-consistency margin mode {mode!r} is not one of shift, hinge")
+    distance = 1 - F.cosine_similarity(image, anchor, dim=-1)
+    terms = F.relu(distance + margin if mode == "shift" else distance - margin)
     active = (terms > 0).sum()
     return terms.sum() / active.clamp_min(1)
 

@@ -65,7 +65,8 @@ class OmniviewObjective:
 
     def start_epoch(self, embed_train: Callable[[], torch.Tensor]) -> None:
         image = embed_train()
-        anchor = losses.knn_weighted_anchor(image, self.o.anchor_neighbours)
+        anchor = losses.knn_weighted_anchor(image, self.o.anchor_neighbours, weighting=self.o.anchor_weights,
+                                            floor=self.o.anchor_floor)
         outliers = torch.zeros_like(self.outliers)
         outliers.scatter_(1, losses.outlier_views(image, anchor, self.o.outlier_views), True)
         if not self.first:
@@ -76,7 +77,8 @@ class OmniviewObjective:
         o, n = self.o, len(step.object_index)
         on = (torch.ones(n, dtype=torch.bool, device=step.z.device) if o.vc_views == "all"
               else self.outliers[step.object_index, step.view_index])
-        vc = (losses.view_consistency_loss(step.z[:n][on], self.anchor[step.object_index[on]], o.margin)
+        vc = (losses.view_consistency_loss(step.z[:n][on], self.anchor[step.object_index[on]], o.margin,
+                                            o.margin_mode)
               if o.vc_weight and on.any() else step.z.new_zeros(()))
         self.history.itc.append(float(step.itc.detach()))
         self.history.vc.append(float(vc.detach()))

@@ -50,11 +50,14 @@ class CaptionBank:
     object_category: torch.Tensor  # [N] category index of each object
     category_prob: float
     per_view: bool = False
+    # Bare prompts of one category in different templates share one id (so ITC does not count two
+    # objects of a category as each other's negatives); else only identical texts do.
+    mask_category_negatives: bool = False
 
     @classmethod
     def build(cls, backbone: Backbone, captions: list[str] | list[list[str]], categories: list[int],
               category_names: list[str], templates: list[str], category_prob: float,
-              per_view: bool = False) -> "CaptionBank":
+              per_view: bool = False, mask_category_negatives: bool = False) -> "CaptionBank":
         """`captions`: one per object, or with `per_view` one list per object of one caption per view."""
         def embed(texts: list[str], used: list[str]) -> torch.Tensor:
             flat = [t.format(text) for text in texts for t in used]
@@ -67,20 +70,22 @@ class CaptionBank:
         else:
             side = embed(captions, templates)
         return cls(side, embed([f"a {category_prompt(c)}" for c in category_names], templates),
-                   torch.as_tensor(categories), category_prob, per_view)
+                   torch.as_tensor(categories), category_prob, per_view, mask_category_negatives)
 
     def sample(self, objects: torch.Tensor, generator: torch.Generator,
                views: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Texts [B, D] for the objects [B] (seen in `views` [B], indices into the bank's views, for
         per-view captions) and an id per text [B]: equal ids are identical texts (two objects' bare
-        category captions in one template), which ITC must not count as negatives."""
+        category captions in one template), or with `mask_category_negatives` any two bare prompts of
+        one category, which ITC must not count as negatives."""
         n, t = self.caption.shape[:2]
         template = torch.randint(self.category.shape[1], (len(objects),), generator=generator)
         bare = torch.rand(len(objects), generator=generator) < self.category_prob
         category = self.object_category[objects]
         which = views if self.per_view else template  # per_view: the view's caption; else: a template
         text = torch.where(bare[:, None], self.category[category, template], self.caption[objects, which])
-        ids = torch.where(bare, n * t + category * self.category.shape[1] + template, objects * t + which)
+        prompt = torch.zeros_like(template) if self.mask_category_negatives else template
+        ids = torch.where(bare, n * t + category * self.category.shape[1] + prompt, objects * t + which)
         return text, ids
 
 
@@ -204,7 +209,8 @@ def tune_adapters(cfg: RunConfig, key: str, layout, backbone: Backbone, objectiv
                 CaptionBank.build(backbone, pool_captions(cfg, layout, pool, o.text),
                                   np.concatenate([d.categories for d in pool]).tolist(), train.category_names,
                                   cfg.backbone.pretrain.caption_templates,
-                                  1.0 if o.text == "category" else o.category_caption_prob, o.text == "per_view"))
+                                  1.0 if o.text == "category" else o.category_caption_prob, o.text == "per_view",
+                                  o.mask_category_negatives))
     text_generator = torch.Generator().manual_seed(o.seed + 1)  # the same texts on every rank
     # A batch larger than its data is reduced (with a warning) and the history records what was used.
     batch = {"objects_per_batch": fit_to_data(o.objects_per_batch, train.n_objects, f"{key}.objects_per_batch",
