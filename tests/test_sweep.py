@@ -86,6 +86,12 @@ def test_collect_averages_over_zipped_seed_keys_by_their_label(tmp_path, capsys)
         row = collect(runs, over).set_index("method").loc["omniview_tuning"]
         assert row.n_runs == 3 and row.score == pytest.approx(2 / 3)
         assert row.score_seed_stderr == pytest.approx(np.std([0.5, 0.6, 0.9], ddof=1) / np.sqrt(3))
+    # `make seeds`: the default run (no variant file, training seed 0) beside the variants of seeds 1 and 2.
+    base = tmp_path / "default"
+    (base / "metrics").mkdir(parents=True)
+    pd.DataFrame([{"method": "omniview_tuning", "score": 0.5}]).to_csv(base / "metrics" / "results.csv", index=False)
+    row = collect([base, *runs[1:]]).set_index("method").loc["omniview_tuning"]
+    assert row.n_runs == 3 and row.score == pytest.approx(2 / 3)
 
 
 def test_a_sweep_from_a_run_of_another_dataset_is_refused_before_any_work(tmp_path):
