@@ -297,3 +297,28 @@ def test_the_headline_states_chance_for_the_categories_competing_in_each_regime(
     in_group = headline_table(results, "zero_shot_in_group").loc["chance"]
     assert (in_group["unseen poses"], in_group["single-view categories"], in_group["unseen categories"]) == (
         "0.500", "1.000", "0.500")
+
+
+def test_findings_state_each_verdict_from_its_interval_and_the_clean_budget_against_the_right_row():
+    from mvclip_utils.studies.transfer import ALL, REGIMES, TransferResults, findings
+
+    def cell(a, b, regime, low, high):
+        group, poses = REGIMES[regime]
+        verdict = "better" if low > 0 else "worse" if high < 0 else "not resolved"
+        return {"a": a, "b": b, "category_group": group, "poses": poses, "metric": "zero_shot",
+                "difference": (low + high) / 2, "low": low, "high": high, "paired_stderr": 0.01, "n_objects": 40,
+                "verdict": verdict}
+
+    paired = pd.DataFrame([cell("omniview_tuning", "baseline", "clean", -0.035, -0.005),
+                           cell("omniview_tuning", "baseline", "unseen poses", 0.02, 0.06),
+                           cell("centroid_distillation", "omniview_tuning", "clean", -0.008, 0.02),
+                           cell("centroid_distillation", "omniview_tuning", "unseen poses", -0.01, 0.01)])
+    scores = pd.DataFrame([{"method": "baseline", "object_id": "o1", "category": "a", "category_group": ALL,
+                            "poses": CLEAN, "zero_shot": 1.0}])
+    text = findings(TransferResults(scores, pd.DataFrame(), paired, 100))
+    ovt, ours = [line for line in text.splitlines() if line.startswith("- ")]
+    assert "clean -2.0 [-3.5, -0.5] (**worse**)" in ovt and "unseen poses +4.0 [+2.0, +6.0] (**better**)" in ovt
+    assert ovt.endswith("Clean accuracy within 1 point of the frozen backbone's or above: not shown "
+                        "(the interval reaches -3.5).")
+    assert "unseen poses +0.0 [-1.0, +1.0] (not resolved)" in ours
+    assert ours.endswith("Clean accuracy within 1 point of Omniview-Tuning's or above: yes.")

@@ -127,8 +127,9 @@ def findings(results: TransferResults, metric: str = "zero_shot") -> str:
             verdict = {BETTER: "**better**", WORSE: "**worse**"}.get(row.verdict, "not resolved")
             parts.append(f"{regime} {_interval(row)} ({verdict})")
         clean = paired_cell(paired, a, b, "clean", metric)
+        against = "the frozen backbone's" if b == FROZEN else f"{method_label(b)}'s"
         kept = ("" if clean is None else
-                f" Clean accuracy is kept within {100 * CLEAN_BUDGET:.0f} point"
+                f" Clean accuracy within {100 * CLEAN_BUDGET:.0f} point of {against} or above"
                 + (": yes." if clean.low > -CLEAN_BUDGET else
                    f": not shown (the interval reaches {_points(clean.low)})."))
         lines.append(f"- **{method_label(a)} - {method_label(b)}**, points: " + "; ".join(parts) + "." + kept)
