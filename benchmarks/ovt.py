@@ -1,10 +1,14 @@
-"""Omniview-Tuning's cost against a full fine-tune of the same image tower: training images/s and
-peak memory, on mvclip-tiny (64 px) and on a randomly initialised ViT-B-32 (224 px), CPU.
+"""Omniview-Tuning and centroid distillation (ours) against a full fine-tune of the same image tower:
+training images/s and peak memory, on mvclip-tiny (64 px) and on a randomly initialised ViT-B-32
+(224 px); CPU, or CUDA with bf16 autocast when a GPU is present.
 
-    python benchmarks/ovt.py [--steps 5] [--batch 16]
+    python benchmarks/ovt.py [--steps 5] [--batch 16] [--views 4]
 
-Each variant runs in a fresh process, so its peak resident memory is its own; the ratios are
-measured in the same run. On a GPU (if one is present) the CUDA peak is reported as well.
+A batch is batch / views objects x views views. OVT: ITC + VC to each object's kNN-weighted anchor
+(computed once, as at an epoch's start); ours: ITC + the distance to each object's fixed target
+(its frozen centroid); full: ITC with every image-tower weight trainable. Each variant runs in a
+fresh process, so its peak resident memory is its own; the ratios are measured in the same run.
+On a GPU the CUDA peak is reported as well.
 """
 
 from __future__ import annotations
@@ -18,19 +22,19 @@ import time
 import torch
 
 
-def _run(model_name: str, size: int, variant: str, steps: int, batch: int, queue: mp.Queue) -> None:
+def _run(model_name: str, size: int, variant: str, steps: int, batch: int, views: int, queue: mp.Queue) -> None:
     import logging
 
     import open_clip
 
     from mvclip_utils.models.adapters import OmniviewCLIP, trainable_parameters
     from mvclip_utils.models.backbone import create_tiny_model
-    from mvclip_utils.models.losses import clip_loss
+    from mvclip_utils.models.losses import clip_loss, distance_to_targets, knn_weighted_anchor, view_consistency_loss
 
     logging.getLogger().setLevel(logging.ERROR)  # random weights are intended here
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     base = create_tiny_model()[0] if model_name == "mvclip-tiny" else open_clip.create_model(model_name)
-    if variant == "ovt":
+    if variant in ("ovt", "ours"):  # the same adapters; only the loss differs
         model = OmniviewCLIP(base)
     else:  # every image-tower weight trainable, the text tower frozen as in OVT
         model = base
@@ -41,9 +45,20 @@ def _run(model_name: str, size: int, variant: str, steps: int, batch: int, queue
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     images = torch.randn(batch, 3, size, size, device=device)
     text = torch.nn.functional.normalize(torch.randn(batch, base.text_projection.shape[1], device=device), dim=-1)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    with torch.no_grad(), autocast:  # OVT's anchor / our target: from the tower before tuning, per object
+        frozen = model.encode_image(images).float().reshape(batch // views, views, -1)
+    anchor = knn_weighted_anchor(frozen).repeat_interleave(views, 0)
+    target = torch.nn.functional.normalize(frozen.mean(1), dim=-1).repeat_interleave(views, 0)
 
     def step() -> None:
-        loss = clip_loss(model.encode_image(images), text, torch.tensor(100.0, device=device))
+        with autocast:
+            z = model.encode_image(images).float()
+        loss = clip_loss(z, text, torch.tensor(100.0, device=device))
+        if variant == "ovt":
+            loss = loss + view_consistency_loss(z, anchor)
+        elif variant == "ours":
+            loss = loss + distance_to_targets(z, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -63,10 +78,10 @@ def _run(model_name: str, size: int, variant: str, steps: int, batch: int, queue
                "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None})
 
 
-def measure(model_name: str, size: int, variant: str, steps: int, batch: int) -> dict:
+def measure(model_name: str, size: int, variant: str, steps: int, batch: int, views: int) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_run, args=(model_name, size, variant, steps, batch, queue))
+    proc = ctx.Process(target=_run, args=(model_name, size, variant, steps, batch, views, queue))
     proc.start()
     result = queue.get()
     proc.join()
@@ -77,18 +92,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--views", type=int, default=4, help="views per object in a batch")
     args = parser.parse_args()
+    if args.batch % args.views:
+        raise SystemExit(f"--batch {args.batch} is not a multiple of --views {args.views}")
+    device = "CUDA, bf16 autocast" if torch.cuda.is_available() else "CPU, float32"
+    print(f"{device}; {args.batch // args.views} objects x {args.views} views per step, {args.steps} steps")
     for model_name, size in (("mvclip-tiny", 64), ("ViT-B-32", 224)):
-        results = {v: measure(model_name, size, v, args.steps, args.batch) for v in ("ovt", "full")}
+        results = {v: measure(model_name, size, v, args.steps, args.batch, args.views) for v in ("ovt", "ours", "full")}
         for variant, r in results.items():
             print(f"{model_name:12s} {size:3d} px  {variant:4s}: {r['images_per_s']:7.1f} images/s, "
                   f"{r['trainable']:>11,} trainable, peak RSS {r['peak_rss_mb']:7.0f} MB"
                   + (f", CUDA peak {r['cuda_peak_mb']:.0f} MB" if r["cuda_peak_mb"] is not None else ""))
-        ovt, full = results["ovt"], results["full"]
-        print(f"{model_name:12s} OVT / full fine-tune: {ovt['images_per_s'] / full['images_per_s']:.2f}x the speed, "
-              f"{ovt['peak_rss_mb'] / full['peak_rss_mb']:.2f}x the peak memory, "
-              f"{ovt['trainable'] / full['trainable']:.3f}x the trainable parameters")
-    print(json.dumps({"steps": args.steps, "batch": args.batch}))
+        full = results["full"]
+        for variant, label in (("ovt", "OVT"), ("ours", "ours")):
+            r = results[variant]
+            print(f"{model_name:12s} {label} / full fine-tune: {r['images_per_s'] / full['images_per_s']:.2f}x the "
+                  f"speed, {r['peak_rss_mb'] / full['peak_rss_mb']:.2f}x the peak memory, "
+                  f"{r['trainable'] / full['trainable']:.3f}x the trainable parameters")
+    print(json.dumps({"steps": args.steps, "batch": args.batch, "views": args.views, "device": device}))
 
 
 if __name__ == "__main__":
