@@ -281,8 +281,11 @@ def run_selection(config: Path | str, sets: list[tuple[str, list[Any]]], method:
     overrides = read_variant(root / chosen.variant)
     out = layout.root / "selection" / f"{method}.yaml"
     write_variant_config(Path(config).resolve(), overrides, out, load_config(config).run_name)
-    atomic_write_text(out, f"# Chosen on val by mvclip select ({method}: the variant of highest val transfer "
-                           f"accuracy, {chosen.val_transfer:.3f}, within the clean budget);\n# every variant's val "
+    why = (f"the variant of highest val transfer accuracy, {chosen.val_transfer:.3f}, within the clean budget"
+           if chosen.eligible else
+           f"no variant kept val clean accuracy within the budget of the frozen {frozen[SELECTION_CLEAN]:.3f}: the one "
+           f"that lost least, {chosen[SELECTION_CLEAN]:.3f} (val transfer accuracy {chosen.val_transfer:.3f})")
+    atomic_write_text(out, f"# Chosen on val by mvclip select ({method}: {why});\n# every variant's val "
                            f"numbers: {out.with_suffix('.csv').name}\n" + out.read_text())
     atomic_write_text(out.with_suffix(".csv"), table.to_csv(index=False))
     if not keep:

@@ -166,6 +166,8 @@ def test_a_sweep_runs_each_variant_into_its_own_directory_sharing_one_rendered_d
     assert not any(c.startswith("zero_shot") for c in table.columns)  # val columns only, never test
     chosen = table[table.chosen].iloc[0]
     picked = load_config(first / "selection" / "object_head.yaml")
+    header = (first / "selection" / "object_head.yaml").read_text().splitlines()[0]
+    assert header.endswith("within the clean budget);") if chosen.eligible else "the one that lost least" in header
     assert picked.heads.lr == float(chosen["heads.lr"])
     assert picked.run_name == load_config(root / "heads.lr-0.001.yaml").run_name
     assert not (first / "selection" / "object_head-variants").exists()
