@@ -48,7 +48,7 @@ from IPython.display import Markdown, display
 from mvclip_utils.evaluation import metrics, results
 from mvclip_utils.models.opened_run import open_run
 from mvclip_utils.reports import figures, plots
-from mvclip_utils.studies import ovt
+from mvclip_utils.studies import ovt, transfer
 
 opened = open_run(config_path, run_dir)  # config, layout, dataset tables and fingerprint, backbone record: read once
 cfg, layout = opened.cfg, opened.layout
@@ -82,6 +82,16 @@ display(table.rename(index=results.method_label).style.format(results.format_num
     f"Zero-shot accuracy and consistency on {len(run.evaluations['frozen'].image)} test objects, chance "
     f"{1 / run.evaluations['frozen'].row['n_categories']:.3f}"))
 display(Markdown(ovt.describe_outcome(table)))
+
+# %% [markdown]
+# ## Under the protocol, paired
+# The same three rows per transfer regime (docs/protocol.md), each difference paired over the
+# same test objects with its 95 % bootstrap interval: a verdict holds only when its interval
+# excludes zero. 13 sets every method of the run side by side.
+
+# %%
+tuned = transfer.transfer_results(layout, [transfer.FROZEN, ovt.ITC_ONLY, ovt.METHOD])
+display(Markdown(transfer.findings(tuned) if tuned is not None else "No per-object scores of 04 yet: rerun 04."))
 
 # %% [markdown]
 # ## Zero-shot accuracy per view

@@ -7,6 +7,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from helpers import run_module, write_config
 
@@ -202,6 +203,11 @@ def test_smoke_run_writes_reports_and_index(tmp_path):
         own = val_columns(variants[method].split("val").image, variants["baseline"].split("val"), views, canonical,
                           cfg)
         assert own and all(rows.loc[method, k] == pytest.approx(v, nan_ok=True) for k, v in own.items()), method
+    # 08 and 12 trained with switches away from the default run's (smoke.yaml): the adapters carry them.
+    switches = (cfg.ovt.anchor_weights, cfg.ovt.margin_mode, cfg.distill.mask_category_negatives)
+    assert switches == ("public", "hinge", True)
+    for method in ["omniview_tuning", "centroid_distillation"]:
+        assert torch.load(layout.adapters(method), weights_only=True)["config"]["residual"] == "writeup", method
     check_figures_and_tables(run_dir)
     assert 0 <= results.view_retrieval_mAP[0] <= 1 and results.n_objects[0] == 12  # smoke: 12 test objects
     assert (run_dir / "embeddings" / "mvclip-tiny.npz").exists()
