@@ -47,7 +47,7 @@ distill-ablations: $(STAMP)
 # SEEDS as their training seed on the default run's dataset and backbone (the default run is training seed
 # 0), and whole runs with each of DATA_SEEDS as the dataset/split seed (other objects, splits and category
 # groups; each renders and pretrains its own; the default run is dataset seed 0). Then the default run's
-# summary (13) with the mean and standard error over each. About 2 x 7 min + 2 x 16 min on 2 cores.
+# summary (13) with the mean and standard error over each. 51 min on 2 cores (2 x 7 + 2 x 12 min, 13s).
 SEEDS ?= 1,2
 DATA_SEEDS ?= 1,2
 RUN_DIR ?= outputs/default

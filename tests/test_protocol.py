@@ -280,6 +280,9 @@ def test_the_variance_table_sets_training_and_dataset_seeds_side_by_side(tmp_pat
     assert row[("stderr", "training seeds")] == 0.01 and row[("stderr", "dataset seeds")] == 0.04
     assert row[("mean", "dataset seeds")] == 0.5 and row[("runs", "training seeds")] == 3
     assert variance_table(None, None).empty
+    decoding = pd.DataFrame({"method": ["vqvae_own_encoder"], "n_runs": [3], "zero_shot_multi_view_unseen_poses":
+                             [float("nan")], "zero_shot_multi_view_unseen_poses_seed_stderr": [float("nan")]})
+    assert variance_table(decoding.set_index("method"), None).empty  # no zero-shot: no row
 
 
 def test_the_headline_states_chance_for_the_categories_competing_in_each_regime():

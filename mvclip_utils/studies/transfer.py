@@ -215,7 +215,7 @@ def variance_table(method_seeds: pd.DataFrame | None, dataset_seeds: pd.DataFram
             continue
         for method, row in table.iterrows():
             for regime, column in VARIANCE_COLUMNS.items():
-                if f"{column}_seed_stderr" in row:
+                if f"{column}_seed_stderr" in row and pd.notna(row[column]):  # methods without zero-shot: none
                     rows.append({"method": method_label(method), "regime": regime, "source": source,
                                  "runs": int(row.n_runs), "mean": row[column],
                                  "stderr": row[f"{column}_seed_stderr"]})
