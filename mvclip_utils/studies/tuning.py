@@ -34,7 +34,7 @@ from ..evaluation.transfer import split_scores, val_columns
 from ..models import losses
 from ..models.adapters import OmniviewCLIP, adapter_config, load_adapters, save_adapters
 from ..models.backbone import Backbone, InputTransform
-from ..models.embed import category_prompt, encode_views
+from ..models.embed import Embeddings, category_prompt, encode_views
 
 
 @dataclass
@@ -299,8 +299,8 @@ class TunedEvaluation:
 
 
 @torch.no_grad()
-def evaluate_zero_shot_splits(model: nn.Module, layout, cfg: RunConfig, emb,
-                              embedded=None) -> TunedEvaluation:
+def evaluate_zero_shot_splits(model: nn.Module, layout, cfg: RunConfig, emb: Embeddings,
+                              embedded: Embeddings | None = None) -> TunedEvaluation:
     """The OVT paper's splits on the `test` objects: clean (the canonical view), 2D-OOD (the canonical
     view under every corruption and severity, seeded), viewpoint-OOD (other grid views; ood views
     apart), with the consistency metrics of notebook 04. `emb` gives the frozen text side
@@ -312,9 +312,10 @@ def evaluate_zero_shot_splits(model: nn.Module, layout, cfg: RunConfig, emb,
     canonical = canonical_view_id(views, cfg.backbone.pretrain.canonical_view)
     test_emb, val_emb = emb.split("test"), emb.split("val")
     if embedded is not None:
-        if list(embedded.split("test").object_ids) != list(test_emb.object_ids):
-            raise ValueError("the test objects of the model's embeddings and of the run's differ: "
-                             "rerun notebook 03_embed")
+        for split, run_split in (("test", test_emb), ("val", val_emb)):
+            if list(embedded.split(split).object_ids) != list(run_split.object_ids):
+                raise ValueError(f"the {split} objects of the model's embeddings and of the run's differ: "
+                                 "rerun notebook 03_embed")
         image = torch.from_numpy(embedded.split("test").image)
         val_image = embedded.split("val").image
     else:
